@@ -1,0 +1,48 @@
+"""The `flallm` command line: one sub-command per job.
+
+Each sub-command lives in its own module, which defines `add_arguments(parser)` and
+`run(args) -> int`. Only the module of the command being run is imported, so `flallm --help`
+stays fast.
+"""
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMANDS = {
+    "prepare": ("data_builders.prepare", "Prepare a corpus once into Hub-ready parquet shards."),
+    "train": ("train.trainer", "Train one stage from a YAML config (stage 1 or stage 2)."),
+    "demo": ("train.demo", "Synthetic corpus -> stage 1 -> stage 2 -> metrics, offline."),
+    "evaluate": ("train.evaluation", "Translate a split and score it (BLEU-1..4, ROUGE-L, chrF)."),
+    "translate": ("train.translate", "Translate video files or frame folders."),
+    "push": ("train.hub", "Push an exported stage directory to the Hub with a model card."),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flallm", description="FLa-LLM sign language translation.")
+    parser.add_argument("--log-level", default="INFO", help="Python logging level (default: INFO).")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        subparser = subparsers.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            importlib.import_module(module_name).add_arguments(subparser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((arg for arg in argv if arg in COMMANDS), None)
+    parser = build_parser(command)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    module = importlib.import_module(COMMANDS[args.command][0])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
