@@ -1,0 +1,292 @@
+"""What every corpus builder shares: the schema, split names, bad-input handling, the base builder.
+
+Every corpus comes out with the same columns, whatever its raw layout, so training code never
+branches on the corpus. The raw builders do not copy frames: `video` is a *reference* (a frame
+folder, a video file, or a synthetic render spec) that `decode_video` resolves, so building a
+raw dataset only reads annotations and lists folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import datasets
+from datasets.builder import Key
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+
+# A raw `video`: exactly one of the three ways of finding the frames is filled in.
+#   path + frames    -> a folder of image files, `frames` = file names in playing order
+#   path (a file)    -> a video file, decoded with PyAV
+#   synthetic        -> a JSON render spec of the synthetic corpus, rendered on demand
+VIDEO_REFERENCE = {
+    "path": datasets.Value("string"),
+    "frames": datasets.List(datasets.Value("string")),
+    "synthetic": datasets.Value("string"),
+}
+
+
+def text_features() -> dict:
+    """The columns every corpus shares besides `video`."""
+    return {
+        "id": datasets.Value("string"),
+        "text": datasets.Value("string"),
+        "gloss": datasets.Value("string"),
+        "signer": datasets.Value("string"),
+        "num_frames": datasets.Value("int32"),
+        "fps": datasets.Value("float32"),
+    }
+
+
+def raw_features() -> datasets.Features:
+    """Schema of a dataset read straight from a release (video = a reference, see VIDEO_REFERENCE)."""
+    return datasets.Features({**text_features(), "video": VIDEO_REFERENCE})
+
+
+def prepared_features(decode: bool = True) -> datasets.Features:
+    """Schema of a prepared dataset: one JPEG per frame, so a reader decodes only the frames it keeps."""
+    return datasets.Features({**text_features(), "video": datasets.List(datasets.Image(decode=decode))})
+
+
+COLUMNS = tuple(raw_features())
+
+
+def video_reference(path: str | os.PathLike = "", frames: Iterable[str] = (), synthetic: str = "") -> dict:
+    return {"path": str(path), "frames": list(frames), "synthetic": synthetic}
+
+
+class BadSampleError(ValueError):
+    """One sample (or annotation row) is unusable; `skip_bad_samples=True` turns it into a logged skip."""
+
+    def __init__(self, sample: str, message: str, reason: str = "bad sample"):
+        super().__init__(f"{sample}: {message}")
+        self.sample = sample
+        self.reason = reason
+
+
+class SkipLog:
+    """Counts what `skip_bad_samples` dropped, so a skip is never silent."""
+
+    def __init__(self, what: str, skip: bool):
+        self.what = what
+        self.skip = skip
+        self.reasons: Counter[str] = Counter()
+        self.examples: dict[str, str] = {}
+
+    def handle(self, error: BadSampleError) -> None:
+        """Re-raise `error`, or record it when skipping."""
+        if not self.skip:
+            raise error
+        self.reasons[error.reason] += 1
+        self.examples.setdefault(error.reason, str(error))
+
+    @property
+    def count(self) -> int:
+        return sum(self.reasons.values())
+
+    def log_summary(self) -> None:
+        if not self.count:
+            return
+        details = "; ".join(f"{n} {reason} (first: {self.examples[reason]})" for reason, n in self.reasons.items())
+        logger.warning("%s: skipped %d: %s", self.what, self.count, details)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading annotation files
+
+
+def read_lines(path: Path, skip_log: SkipLog) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) of a UTF-8 file; a line that is not UTF-8 is an error naming it."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: annotation file not found") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        raw = raw.rstrip(b"\r")
+        if not raw.strip():
+            continue
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            skip_log.handle(
+                BadSampleError(
+                    f"{path}:{number}",
+                    f"text is not valid UTF-8 ({error.reason} at byte {error.start}); expected a UTF-8 encoded file",
+                    reason="lines not UTF-8",
+                )
+            )
+
+
+def _unquote(field: str) -> str:
+    if len(field) >= 2 and field[0] == field[-1] == '"':
+        return field[1:-1].replace('""', '"')
+    return field
+
+
+def read_table(path: Path, separator: str, required: Iterable[str], skip_log: SkipLog) -> list[dict[str, Any]]:
+    """Rows of a separator-delimited file with a header line, as dicts (plus `_line`).
+
+    Fields are split on the separator only (the releases never quote it inside a field); a field
+    wrapped in double quotes is unquoted. A row with the wrong number of fields is an error that
+    names the file and line.
+    """
+    lines = read_lines(path, skip_log)
+    try:
+        _, header_line = next(lines)
+    except StopIteration:
+        raise ValueError(f"{path}: file is empty; expected a header line") from None
+    header = [name.strip() for name in header_line.split(separator)]
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise ValueError(
+            f"{path}: header {header_line!r} lacks column(s) {missing}; expected {separator!r}-separated columns "
+            f"including {list(required)}"
+        )
+    rows = []
+    for number, line in lines:
+        fields = line.split(separator)
+        if len(fields) != len(header):
+            skip_log.handle(
+                BadSampleError(
+                    f"{path}:{number}",
+                    f"row has {len(fields)} {separator!r}-separated fields, expected {len(header)} ({separator.join(header)})",
+                    reason="rows with a wrong number of fields",
+                )
+            )
+            continue
+        row = {name: _unquote(value.strip()) for name, value in zip(header, fields)}
+        row["_line"] = f"{path}:{number}"
+        rows.append(row)
+    return rows
+
+
+def find_root(data_dir: str | os.PathLike | None, corpus: str, marker: str, inner: Iterable[str] = ()) -> Path:
+    """The release root holding `marker`, given the root, a folder around it, or a folder inside it.
+
+    Users unpack releases differently (with or without the outer archive folder) or point at the
+    annotations folder; all of those should work.
+    """
+    if data_dir is None:
+        raise ValueError(f"{corpus}: data_dir is required (the folder of the release, which holds {marker})")
+    base = Path(data_dir).expanduser().resolve()
+    if not base.exists():
+        raise FileNotFoundError(f"{corpus}: data_dir {base} does not exist; expected the release folder holding {marker}")
+    if not base.is_dir():
+        raise NotADirectoryError(f"{corpus}: data_dir {base} is not a folder; expected the release folder holding {marker}")
+    candidates = [base, *(base / sub for sub in inner), *base.parents[:3]]
+    for candidate in candidates:
+        if (candidate / marker).is_file():
+            return candidate
+    if not any(base.iterdir()):
+        raise FileNotFoundError(f"{corpus}: data_dir {base} is empty; expected the release folder holding {marker}")
+    raise FileNotFoundError(
+        f"{corpus}: no {marker} in {base} (also looked in {[str(c) for c in candidates[1:]]}); "
+        "expected the official release layout (see README)"
+    )
+
+
+def list_frames(folder: Path, extensions: tuple[str, ...], sample: str) -> list[str]:
+    """Sorted frame file names in `folder`; missing or empty folders are bad samples."""
+    try:
+        names = sorted(entry.name for entry in os.scandir(folder) if entry.name.lower().endswith(extensions))
+    except FileNotFoundError:
+        raise BadSampleError(sample, f"frame folder {folder} does not exist", reason="samples without frames") from None
+    except NotADirectoryError:
+        raise BadSampleError(sample, f"{folder} is not a folder of frames", reason="samples without frames") from None
+    if not names:
+        raise BadSampleError(
+            sample, f"frame folder {folder} holds no {'/'.join(extensions)} files", reason="samples without frames"
+        )
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# The base builder
+
+
+def _source_hash() -> str:
+    """Changes whenever this package's builder code changes, so stale caches are not reused."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class SignCorpusConfig(datasets.BuilderConfig):
+    """Options shared by the release readers.
+
+    skip_bad_samples: drop unusable samples/rows with a logged count instead of raising.
+    """
+
+    skip_bad_samples: bool = False
+
+
+class SignCorpusBuilder(datasets.GeneratorBasedBuilder):
+    """A release reader: `split_rows()` parses annotations, `resolve(row)` finds one sample's frames.
+
+    Keeping the two apart lets `prepare` shard and resume on cheap annotation rows, and keeps
+    frame-folder listing lazy in streaming mode.
+    """
+
+    BUILDER_CONFIG_CLASS = SignCorpusConfig
+    BUILDER_CONFIGS = [SignCorpusConfig(name="default", version=datasets.Version("1.0.0"))]
+    DEFAULT_CONFIG_NAME = "default"
+
+    CORPUS = ""
+    DESCRIPTION = ""
+    HOMEPAGE = ""
+    LICENSE = ""
+    CITATION = ""
+    LANGUAGE = ""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("hash", _source_hash())
+        kwargs.setdefault("dataset_name", self.CORPUS)
+        super().__init__(*args, **kwargs)
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description=self.DESCRIPTION,
+            features=raw_features(),
+            homepage=self.HOMEPAGE,
+            license=self.LICENSE,
+            citation=self.CITATION,
+        )
+
+    # -- to implement per corpus -------------------------------------------------------------
+    def split_rows(self) -> dict[str, list[dict]]:
+        """Annotation rows per split (train/validation/test); raises on unreadable annotations."""
+        raise NotImplementedError
+
+    def resolve(self, row: dict) -> dict:
+        """One example in the shared schema; raises BadSampleError when its frames are unusable."""
+        raise NotImplementedError
+
+    # -- datasets plumbing ---------------------------------------------------------------------
+    def _split_generators(self, dl_manager):
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"rows": rows, "split": split})
+            for split, rows in self.split_rows().items()
+        ]
+
+    def _generate_examples(self, rows: list[dict], split: str):
+        skip_log = SkipLog(f"{self.CORPUS} {split}", self.config.skip_bad_samples)
+        for index, row in enumerate(rows):
+            try:
+                example = self.resolve(row)
+            except BadSampleError as error:
+                skip_log.handle(error)
+                continue
+            yield Key(0, index), example
+        skip_log.log_summary()

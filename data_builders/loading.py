@@ -1,0 +1,87 @@
+"""`load_sign_dataset`: one entry point for every corpus, raw or prepared."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import datasets
+
+from .common import COLUMNS, SPLITS, SignCorpusBuilder
+from .csl_daily import CslDailyBuilder
+from .how2sign import How2SignBuilder
+from .phoenix14t import Phoenix14TBuilder
+from .synthetic import SyntheticSignBuilder
+
+logger = logging.getLogger(__name__)
+
+BUILDERS: dict[str, type[SignCorpusBuilder]] = {
+    "phoenix14t": Phoenix14TBuilder,
+    "csl_daily": CslDailyBuilder,
+    "how2sign": How2SignBuilder,
+    "synthetic": SyntheticSignBuilder,
+}
+
+
+def get_builder(name: str, data_dir: str | os.PathLike | None = None, cache_dir: str | None = None, **options) -> SignCorpusBuilder:
+    """The `datasets` builder of a corpus, configured with `options` (e.g. skip_bad_samples, or the synthetic options)."""
+    if name not in BUILDERS:
+        raise ValueError(f"unknown corpus {name!r}; expected one of {sorted(BUILDERS)} or a prepared dataset folder")
+    builder_class = BUILDERS[name]
+    known = set(builder_class.BUILDER_CONFIG_CLASS.__dataclass_fields__) - {"name", "version", "data_dir", "data_files", "description"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"{name}: unknown option(s) {unknown}; expected some of {sorted(known)}")
+    if data_dir is not None:
+        options["data_dir"] = str(data_dir)
+    return builder_class(cache_dir=cache_dir, **options)
+
+
+def _unwrap(error: datasets.exceptions.DatasetGenerationError) -> BaseException:
+    """datasets wraps errors raised while generating; surface ours, which name the file and sample."""
+    cause = error.__cause__
+    return cause if isinstance(cause, (ValueError, FileNotFoundError, OSError)) else error
+
+
+def _load_prepared(path: str, streaming: bool, cache_dir: str | None):
+    """A dataset written by `flallm prepare` (local folder or Hub repo), with frames left encoded."""
+    dataset = datasets.load_dataset(path, streaming=streaming, cache_dir=cache_dir)
+    for split, part in dataset.items():
+        missing = [column for column in COLUMNS if column not in (part.features or {})]
+        if missing:
+            raise ValueError(f"{path}: split {split} lacks column(s) {missing}; expected a dataset written by `flallm prepare` with columns {list(COLUMNS)}")
+    # keep the JPEG bytes: decode_video then decodes only the frames the sampling keeps
+    return dataset.cast_column("video", datasets.List(datasets.Image(decode=False)))
+
+
+def load_sign_dataset(
+    name: str = "synthetic",
+    data_dir: str | os.PathLike | None = None,
+    streaming: bool = False,
+    cache_dir: str | None = None,
+    num_proc: int | None = None,
+    **options,
+) -> datasets.DatasetDict | datasets.IterableDatasetDict:
+    """train / validation / test splits of a corpus, all with columns id, text, gloss, signer, num_frames, fps, video.
+
+    name: phoenix14t, csl_daily, how2sign, synthetic, or the folder (or Hub id) of a prepared dataset.
+    data_dir: the raw release (not needed for synthetic or prepared datasets).
+    options: corpus options, e.g. skip_bad_samples=True, or seed/num_train/resolution/... for synthetic.
+    Decode a `video` value with `decode_video(example["video"], indices)`.
+    """
+    if name not in BUILDERS:
+        if options:
+            raise ValueError(f"{name}: options {sorted(options)} apply to raw corpora, not to a prepared dataset")
+        if Path(name).is_dir() or ("/" in name and not Path(name).exists() and not name.startswith((".", "/"))):
+            return _load_prepared(name, streaming, cache_dir)
+        raise ValueError(f"unknown corpus {name!r}; expected one of {sorted(BUILDERS)} or the folder of a prepared dataset")
+    builder = get_builder(name, data_dir, cache_dir, **options)
+    try:
+        if streaming:
+            return datasets.IterableDatasetDict(builder.as_streaming_dataset())
+        builder.download_and_prepare(num_proc=num_proc)
+        dataset = builder.as_dataset()
+    except datasets.exceptions.DatasetGenerationError as error:
+        raise _unwrap(error) from None
+    return datasets.DatasetDict({split: dataset[split] for split in SPLITS if split in dataset})
