@@ -121,10 +121,11 @@ class FlaLlmVideoProcessor(VideoProcessorMixin):
             low, high = self.train_speed_range
             num_samples *= low + (high - low) * torch.rand(()).item()
         num_samples = min(max(1, math.ceil(num_samples)), num_frames, self.max_frames)
-        segment = num_frames / num_samples
+        # Integer segment bounds: each segment holds >= 1 frame, so indices strictly increase.
+        bounds = np.floor(np.arange(num_samples + 1) * num_frames / num_samples).astype(np.int64)
+        starts, widths = bounds[:-1], bounds[1:] - bounds[:-1]
         offsets = torch.rand(num_samples).numpy() if training else np.full(num_samples, 0.5)
-        indices = np.floor((np.arange(num_samples) + offsets) * segment).astype(np.int64)
-        return np.clip(indices, 0, num_frames - 1)
+        return starts + np.minimum(np.floor(offsets * widths).astype(np.int64), widths - 1)
 
     def _crop_box(self, height: int, width: int, training: bool) -> tuple[int, int, int]:
         """Square crop (top, left, side) in original pixels: the centre crop of a `size` resize at
@@ -158,6 +159,11 @@ class FlaLlmVideoProcessor(VideoProcessorMixin):
         (by `sample_frame_indices`), and only the `max_frames` cap applies."""
         if kwargs:
             raise TypeError(f"FlaLlmVideoProcessor got unexpected arguments: {sorted(kwargs)}.")
+        if isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim not in (4, 5):
+            raise ValueError(
+                f"video 0 has shape {tuple(videos.shape)}: expected (frames, height, width, 3) RGB frames "
+                "(or a batch of such videos). Convert grayscale or RGBA frames to RGB first."
+            )
         if _is_single_video(videos):
             videos = [videos]
         if not isinstance(videos, (list, tuple)) and not (torch.is_tensor(videos) or isinstance(videos, np.ndarray)):
