@@ -52,8 +52,9 @@ def train_tokenizer(
         model_max_length: stored on the tokenizer, used by truncation.
         show_progress: show the `tokenizers` trainer's progress bar.
 
-    Decoding is lossless up to whitespace (no Unicode normalization, unlike SentencePiece's NFKC), so
-    `decode(encode(text), skip_special_tokens=True)` gives back whitespace-normalized `text`.
+    Neither variant normalizes Unicode (SentencePiece's NFKC would rewrite CSL-Daily's full-width punctuation), so
+    `decode(encode(text), skip_special_tokens=True)` gives back `text`: with runs of whitespace collapsed and
+    stripped for Unigram, byte for byte for byte-level BPE. Characters the Unigram trainer never saw become `<unk>`.
     """
     if model_type not in MODEL_TYPES:
         raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
