@@ -81,7 +81,12 @@ def load_sign_dataset(
         if streaming:
             return datasets.IterableDatasetDict(builder.as_streaming_dataset())
         builder.download_and_prepare(num_proc=num_proc)
-        dataset = builder.as_dataset()
     except datasets.exceptions.DatasetGenerationError as error:
         raise _unwrap(error) from None
-    return datasets.DatasetDict({split: dataset[split] for split in SPLITS if split in dataset})
+    splits = {}
+    for split in SPLITS:
+        if builder.info.splits[split].num_examples:
+            splits[split] = builder.as_dataset(split=split)
+        else:  # datasets cannot read back an empty split; an empty table with the same schema stands in
+            splits[split] = datasets.Dataset.from_dict({column: [] for column in builder.info.features}, features=builder.info.features)
+    return datasets.DatasetDict(splits)
