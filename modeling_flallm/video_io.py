@@ -1,0 +1,180 @@
+"""Reading the videos the pipeline is given: video files (PyAV), frame folders, arrays, PIL images.
+
+This module travels with saved checkpoints as remote code (next to `pipeline_flallm.py`), so it
+imports nothing from the flallm package: numpy, PIL and PyAV only. Every reader takes the indices
+of the frames to keep and converts only those to RGB, since the model keeps one frame in four.
+Errors name the input and say what was expected.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v")
+
+
+def _natural_key(name: str):
+    """'frame2.png' before 'frame10.png' (corpora zero-pad, user exports often do not)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def list_frame_files(folder) -> list[Path]:
+    """Image files of a frame folder in playing (natural) order."""
+    folder = Path(folder)
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=lambda p: _natural_key(p.name))
+    if not files:
+        raise ValueError(f"{folder}: the folder holds no frame images (expected {', '.join(IMAGE_EXTENSIONS)} files).")
+    return files
+
+
+def _select(num_frames: int, sample_indices, source: str) -> np.ndarray:
+    if num_frames == 0:
+        raise ValueError(f"{source}: the video is empty (no frames).")
+    if sample_indices is None:
+        return np.arange(num_frames)
+    indices = np.asarray(sample_indices(num_frames), dtype=np.int64).reshape(-1)
+    if indices.size == 0 or indices.min() < 0 or indices.max() >= num_frames:
+        raise ValueError(f"{source}: frame sampling asked for frames outside 0..{num_frames - 1}.")
+    return indices
+
+
+def _image_to_rgb(image, source: str) -> np.ndarray:
+    if image.mode not in ("RGB", "RGBA", "L", "LA", "P", "CMYK", "YCbCr"):
+        raise ValueError(f"{source}: image mode {image.mode!r} is not supported; expected an 8-bit RGB or grayscale image.")
+    return np.asarray(image.convert("RGB"))
+
+
+def _stack(frames: list[np.ndarray], source: str) -> np.ndarray:
+    shapes = {frame.shape for frame in frames}
+    if len(shapes) > 1:
+        raise ValueError(f"{source}: frames differ in size ({sorted(shapes)}); expected one size for the whole video.")
+    return np.stack(frames)
+
+
+def read_frame_folder(folder, sample_indices=None) -> np.ndarray:
+    """uint8 (T, H, W, 3) from a folder of frame images, reading only the sampled ones."""
+    from PIL import Image
+
+    files = list_frame_files(folder)
+    frames = []
+    for index in _select(len(files), sample_indices, str(folder)):
+        path = files[index]
+        try:
+            with Image.open(path) as image:
+                frames.append(_image_to_rgb(image, str(path)))
+        except OSError as error:
+            raise ValueError(f"{path}: cannot read the frame image ({error}).") from None
+    return _stack(frames, str(folder))
+
+
+def _open(path: str):
+    import av
+
+    try:
+        container = av.open(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such video file.") from None
+    except (av.error.FFmpegError, OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read the video ({error}); expected a video file PyAV can decode (mp4, webm, avi, ...).") from None
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"{path}: the file holds no video stream.")
+    return container
+
+
+def count_video_frames(path) -> int:
+    """Number of frames in a video file: the container's count, else counted packets (no decoding)."""
+    import av
+
+    path = str(path)
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        if stream.frames:
+            return int(stream.frames)
+        try:
+            return sum(1 for packet in container.demux(stream) if packet.size)
+        except av.error.FFmpegError as error:
+            raise ValueError(f"{path}: cannot read the video ({error}).") from None
+
+
+def read_video_file(path, sample_indices=None) -> np.ndarray:
+    """uint8 (T, H, W, 3) from a video file with PyAV, converting only the sampled frames to RGB."""
+    import av
+
+    path = str(path)
+    indices = _select(count_video_frames(path), sample_indices, path)
+    wanted = set(indices.tolist())
+    last = int(indices.max())
+    decoded = {}
+    with _open(path) as container:
+        try:
+            for index, frame in enumerate(container.decode(video=0)):
+                if index in wanted:
+                    decoded[index] = frame.to_ndarray(format="rgb24")
+                if index >= last:
+                    break
+        except av.error.FFmpegError as error:
+            raise ValueError(f"{path}: the video is corrupt after {len(decoded)} frames ({error}).") from None
+    if not decoded:
+        raise ValueError(f"{path}: no frame could be decoded; the video is empty or unreadable.")
+    # Container frame counts can overshoot by a frame or two: reuse the last decoded frame.
+    final = decoded[max(decoded)]
+    return np.stack([decoded.get(i, final) for i in indices.tolist()])
+
+
+def describe(video) -> str:
+    """A short name for an input, for error messages."""
+    if isinstance(video, (str, os.PathLike)):
+        return str(video)
+    if isinstance(video, np.ndarray):
+        return f"array of shape {video.shape} and dtype {video.dtype}"
+    if isinstance(video, (list, tuple)):
+        return f"list of {len(video)} frames"
+    return type(video).__name__
+
+
+def is_frame_list(video) -> bool:
+    """A list or tuple of frames (PIL images or (H, W, 3) arrays) is one video, not a batch."""
+    if not isinstance(video, (list, tuple)) or not video:
+        return False
+    first = video[0]
+    return hasattr(first, "convert") or (isinstance(first, np.ndarray) and first.ndim == 3)
+
+
+def load_video(video, sample_indices=None) -> np.ndarray:
+    """uint8 (T, H, W, 3) RGB frames of one video, keeping only `sample_indices(T)` when given.
+
+    `video` is a video file path, a folder of frame images, a uint8 array (T, H, W, 3), a torch
+    uint8 tensor of that shape, or a list of PIL images / (H, W, 3) arrays.
+    """
+    if isinstance(video, (str, os.PathLike)):
+        path = Path(video)
+        if path.is_dir():
+            return read_frame_folder(path, sample_indices)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such video file or frame folder.")
+        return read_video_file(path, sample_indices)
+    if hasattr(video, "numpy") and not isinstance(video, np.ndarray):  # torch tensor
+        video = video.detach().cpu().numpy()
+    if isinstance(video, np.ndarray):
+        if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
+            raise ValueError(f"video {describe(video)}: expected uint8 frames of shape (T, H, W, 3).")
+        return video[_select(len(video), sample_indices, f"video {describe(video)}")]
+    if isinstance(video, (list, tuple)):
+        frames = []
+        for i in _select(len(video), sample_indices, "video list"):
+            frame = video[i]
+            if hasattr(frame, "convert"):
+                frames.append(_image_to_rgb(frame, f"frame {i}"))
+            elif isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[-1] == 3 and frame.dtype == np.uint8:
+                frames.append(frame)
+            else:
+                raise ValueError(f"frame {i} of a {describe(video)}: expected a PIL image or a uint8 (H, W, 3) array, got {describe(frame)}.")
+        return _stack(frames, describe(video))
+    raise ValueError(
+        f"Cannot read a video from {describe(video)}: expected a video file path, a folder of frame images, "
+        "a uint8 array (T, H, W, 3) or a list of PIL images."
+    )
