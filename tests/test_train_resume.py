@@ -1,0 +1,66 @@
+"""A run killed with SIGKILL and resumed ends exactly where the uninterrupted run ends."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from _train_fixtures import stage1_config, tiny_corpus
+
+WORKER = Path(__file__).parent / "_train_worker.py"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start(config: dict, data_cache: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, str(WORKER), json.dumps(config), str(data_cache)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process: subprocess.Popen) -> str:
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+def final_weights(run_dir: Path) -> dict:
+    checkpoints = sorted((run_dir / "checkpoints").glob("step-*"))
+    return load_file(str(checkpoints[-1] / "model.safetensors"))
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    data_cache = tmp_path / "data"
+    tiny_corpus(data_cache)  # build the corpus once, before two processes read it
+    # Augmentation on (training collator), dropout on, momentum on: all of it must resume exactly.
+    settings = {"checkpointing": {"every_steps": 1, "keep_last": 3}, "training": {"epochs": 2},
+                "model": {**stage1_config("x")["model"], "light_t": {**stage1_config("x")["model"]["light_t"], "dropout": 0.3}}}
+    straight = tmp_path / "straight"
+    finish(start(stage1_config(straight, **settings), data_cache))
+
+    killed = tmp_path / "killed"
+    process = start(stage1_config(killed, **settings), data_cache)
+    target = killed / "checkpoints" / "step-00000003" / "trainer_state.json"
+    deadline = time.monotonic() + 240
+    while not target.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "metrics.json").exists()
+
+    output = finish(start(stage1_config(killed, **settings), data_cache))
+    assert "Resumed from" in output
+    assert not list((killed / "checkpoints").glob(".tmp-*"))
+
+    expected, actual = final_weights(straight), final_weights(killed)
+    assert sorted(expected) == sorted(actual)
+    for key in expected:
+        assert torch.equal(expected[key], actual[key]), key
+    history = json.loads((straight / "metrics.json").read_text())["history"]
+    assert history == json.loads((killed / "metrics.json").read_text())["history"]

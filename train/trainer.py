@@ -1,0 +1,781 @@
+"""`flallm train`: one FLa-LLM training stage on Accelerate, readable top to bottom.
+
+    flallm train --config train/configs/phoenix14t_stage1.yaml data.data_dir=/data/PHOENIX-2014-T
+    accelerate launch --multi_gpu --num_processes 4 -m train.cli train --config ...
+
+Stage 1 ("visual initialing") trains visual encoder + VL-adapter + Light-T; stage 2 ("LLM fine-tuning")
+starts from a stage-1 export and a language model, freezes the visual encoder and fine-tunes
+LLM-adapter + LLM with their own learning rates. `train(config)` runs whichever stage the config says,
+on one CPU, one GPU or the processes `accelerate launch` starts (DDP; FSDP/DeepSpeed via Accelerate
+config files). The loop follows Accelerate's `nlp_example.py`: prepare, then for each batch
+forward / backward / step, validating on the dev split and exporting the best model by dev BLEU-4.
+
+Determinism and resuming: the batch order of epoch e is a function of (seed, e); train-time
+augmentation of a batch is seeded by (seed, epoch, example ids); and the torch RNG is reseeded
+before every batch from (seed, epoch, batch, process), as fairseq reseeds per update. A run
+resumed from a checkpoint therefore continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from . import checkpointing
+from .checkpointing import TrainerState
+from .config import TrainConfig, load_config
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss (or the gradient norm) became NaN/inf: training stops, checkpoints stay as they were."""
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    export_dir: Path  # save_pretrained dir of the best model by dev metric (+ processor, config, metrics)
+    metrics: dict  # {"validation": record of the exported model, "test": record} (records as train.metrics gives)
+    best_metric: float | None
+    best_step: int | None
+    global_step: int
+    history: list = field(default_factory=list)  # every dev evaluation
+
+
+# ------------------------------------------------------------------------------------------------
+# Data order and randomness
+
+
+def _seed_of(*parts) -> int:
+    """A 63-bit seed from any values (stable across processes and Python runs)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class EpochShuffleSampler(Sampler):
+    """A random order that depends only on (seed, epoch): the same after a resume."""
+
+    def __init__(self, num_examples: int, seed: int):
+        self.num_examples = num_examples
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(_seed_of(self.seed, "order", self.epoch))
+        yield from torch.randperm(self.num_examples, generator=generator).tolist()
+
+
+class SeededCollator:
+    """Runs a collator under a torch seed made of (seed, epoch, example ids), so train-time augmentation
+    is the same whatever the number of DataLoader workers and after a resume."""
+
+    def __init__(self, collator, seed: int, key: str = "id"):
+        self.collator = collator
+        self.seed = seed
+        self.key = key
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __call__(self, examples):
+        ids = ",".join(str(example[self.key]) for example in examples)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_seed_of(self.seed, "augment", self.epoch, ids))
+            return self.collator(examples)
+
+
+def _sign_collator(processor, training: bool, config: TrainConfig):
+    from data_builders import SignTranslationCollator
+
+    return SignTranslationCollator(processor, training=training, max_target_length=config.data.max_target_length)
+
+
+# ------------------------------------------------------------------------------------------------
+# Model and processor
+
+
+def _configure_generation(model, tokenizer, config: TrainConfig) -> None:
+    """Decoding settings for validation, the export and the pipeline; language codes handled here.
+
+    mBART-cc25-style tokenizers end targets with `</s> <lang>`: the model's shifted decoder input
+    then starts with `<lang>`, so generation must start with it too (decoder_start_token_id). With
+    mBART-50-style codes in front (`<lang> text </s>`), the code is forced as first token instead.
+    """
+    generation = model.generation_config
+    generation.num_beams = config.evaluation.num_beams
+    generation.max_new_tokens = config.evaluation.max_new_tokens
+    for name in ("pad_token_id", "eos_token_id", "bos_token_id"):
+        value = getattr(tokenizer, name)
+        if value is not None:
+            setattr(generation, name, value)
+    if not model.config.is_encoder_decoder:
+        return
+    code = config.model.target_language
+    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+    special = set(tokenizer.all_special_ids)
+    if code is not None:
+        code_id = tokenizer.convert_tokens_to_ids(code)
+        if code_id is None or code_id == tokenizer.unk_token_id:
+            raise ValueError(f"model.target_language={code!r} is not a token of the tokenizer; expected a language code such as de_DE")
+        if probe[-1] == code_id:
+            generation.decoder_start_token_id = code_id
+        elif probe[0] == code_id:
+            generation.forced_bos_token_id = code_id
+        else:
+            raise ValueError(
+                f"model.target_language={code!r}: the tokenizer does not add this code to targets (it encodes 'a' as "
+                f"{tokenizer.convert_ids_to_tokens(probe)}); expected an mBART-style tokenizer with src_lang/tgt_lang"
+            )
+    elif len(probe) >= 2 and probe[-2] == tokenizer.eos_token_id and probe[-1] in special and probe[-1] != tokenizer.eos_token_id:
+        # A tokenizer that appends a language code by default (mbart-large-cc25: en_XX).
+        generation.decoder_start_token_id = probe[-1]
+        logger.warning("The tokenizer ends targets with %s; generation starts with it. Set model.target_language to choose.",
+                       tokenizer.convert_ids_to_tokens(probe[-1]))
+    elif generation.decoder_start_token_id is None:
+        generation.decoder_start_token_id = model.config.text_config.decoder_start_token_id
+
+
+def _set_target_language(tokenizer, code: str | None) -> None:
+    """mBART tokenizers add their `src_lang` code to every encoded text: targets must carry the target language."""
+    if code is not None and hasattr(tokenizer, "src_lang"):
+        tokenizer.src_lang = code
+        if hasattr(tokenizer, "tgt_lang"):
+            tokenizer.tgt_lang = code
+
+
+def _video_processor(config: TrainConfig, model_config: dict):
+    from modeling_flallm import FlaLlmVideoProcessor
+
+    settings = dict(config.model.video_processor)
+    for key in ("frame_sample_rate", "max_frames"):
+        if key in model_config:
+            if key in settings and settings[key] != model_config[key]:
+                raise ValueError(f"model.video_processor.{key}={settings[key]} differs from model.config.{key}={model_config[key]}")
+            settings[key] = model_config[key]
+    return FlaLlmVideoProcessor(**settings)
+
+
+def _stage1_tokenizer(config: TrainConfig, texts: list[str]):
+    from transformers import AutoTokenizer
+
+    from modeling_flallm.tokenization_flallm import train_tokenizer
+
+    if config.model.train_tokenizer is not None:
+        return train_tokenizer(texts, **config.model.train_tokenizer)
+    if config.model.tokenizer is None:
+        raise ValueError("stage 1 needs model.tokenizer (a Hub id or folder, trimmed to the corpus) or model.train_tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(config.model.tokenizer)
+    _set_target_language(tokenizer, config.model.target_language)
+    if config.model.trim_vocabulary:
+        from modeling_flallm.vocab_trimming import trim_vocabulary
+
+        tokenizer = trim_vocabulary(tokenizer, texts).tokenizer
+    return tokenizer
+
+
+def stage1_processor(config: TrainConfig, texts: list[str]):
+    """Video processor + the tokenizer Light-T uses (the LLM's trimmed to the corpus, or one trained offline)."""
+    from modeling_flallm import FlaLlmProcessor
+
+    if config.model.init_from is not None:
+        return FlaLlmProcessor.from_pretrained(config.model.init_from)
+    tokenizer = _stage1_tokenizer(config, texts)
+    return FlaLlmProcessor(video_processor=_video_processor(config, config.model.config), tokenizer=tokenizer)
+
+
+def stage1_model(config: TrainConfig, processor):
+    """Visual encoder (ImageNet ResNet when `model.vision_model`) + VL-adapter + Light-T over the processor's tokenizer."""
+    from transformers import MBartConfig
+
+    from modeling_flallm import FlaLlmConfig, FlaLlmForSignTranslation
+    from modeling_flallm.configuration_flallm import LIGHT_T_DEFAULTS
+
+    if config.model.init_from is not None:
+        return FlaLlmForSignTranslation.from_pretrained(config.model.init_from)
+    tokenizer = processor.tokenizer
+    light_t = {**LIGHT_T_DEFAULTS, **config.model.light_t}
+    light_t.update(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,
+        forced_eos_token_id=tokenizer.eos_token_id,
+    )
+    model_config = FlaLlmConfig(text_config=MBartConfig(**light_t).to_dict(), stage="visual_initialing", **config.model.config)
+    if config.model.vision_model:
+        return FlaLlmForSignTranslation.from_vision_pretrained(config.model.vision_model, config=model_config)
+    return FlaLlmForSignTranslation(model_config)
+
+
+def build_stage2(config: TrainConfig, texts: list[str]):
+    """Stage-1 visual encoder (frozen) + fresh LLM-adapter + the language model, its vocabulary trimmed to the corpus.
+
+    Without `model.stage1` the visual encoder starts from `model.vision_model` (ImageNet): the
+    paper's "stage 2 only" and "joint end-to-end" ablations.
+    """
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from modeling_flallm import FlaLlmConfig, FlaLlmForSignTranslation, FlaLlmProcessor, FlaLlmVideoProcessor
+
+    name = config.model.language_model
+    if name is None:
+        raise ValueError("stage 2 needs model.language_model (a Hub id or folder with the LLM and its tokenizer)")
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    _set_target_language(tokenizer, config.model.target_language)
+    lm_config = AutoConfig.from_pretrained(name)
+    auto_class = AutoModelForSeq2SeqLM if getattr(lm_config, "is_encoder_decoder", False) else AutoModelForCausalLM
+    if config.model.language_model_init == "pretrained":
+        language_model = auto_class.from_pretrained(name)
+    else:
+        language_model = auto_class.from_config(lm_config)
+    if config.model.trim_vocabulary:
+        from modeling_flallm.vocab_trimming import trim_vocabulary
+
+        tokenizer = trim_vocabulary(tokenizer, texts, model=language_model).tokenizer
+    overrides = dict(config.model.config)
+    freeze = overrides.pop("freeze", "visual_encoder")
+    if config.model.stage1 is not None:
+        model = FlaLlmForSignTranslation.from_stage1(config.model.stage1, language_model=language_model, freeze=freeze, **overrides)
+        video_processor = FlaLlmVideoProcessor.from_pretrained(config.model.stage1)
+        for key, value in config.model.video_processor.items():
+            setattr(video_processor, key, value)
+    else:
+        model_config = FlaLlmConfig(text_config=language_model.config.to_dict(), stage="llm_fine_tuning", freeze=freeze, **overrides)
+        model = FlaLlmForSignTranslation(model_config, language_model=language_model)
+        if config.model.vision_model:
+            backbone = AutoModel.from_pretrained(config.model.vision_model)
+            model.visual_encoder.backbone.load_state_dict(backbone.state_dict())
+        video_processor = _video_processor(config, config.model.config)
+    return model, FlaLlmProcessor(video_processor=video_processor, tokenizer=tokenizer)
+
+
+def build_model(config: TrainConfig, texts: list[str], init_dir: Path, resume: bool, accelerator):
+    """The model and processor of the stage, and `init_dir` (config + generation config + processor).
+
+    On resume the model is rebuilt from `init_dir` (its weights then come from the checkpoint), so
+    neither the ImageNet backbone nor the LLM is loaded again. The main process builds first; the
+    others take its processor from `init_dir`, so a tokenizer trained offline is identical everywhere.
+    """
+    from transformers import GenerationConfig
+
+    from modeling_flallm import FlaLlmConfig, FlaLlmForSignTranslation, FlaLlmProcessor
+
+    with accelerator.main_process_first():
+        if resume:
+            model = FlaLlmForSignTranslation(FlaLlmConfig.from_pretrained(init_dir))
+            model.generation_config = GenerationConfig.from_pretrained(init_dir)
+            processor = FlaLlmProcessor.from_pretrained(init_dir)
+        else:
+            if config.stage == 1:
+                if accelerator.is_main_process:
+                    processor = stage1_processor(config, texts)
+                else:
+                    processor = FlaLlmProcessor.from_pretrained(init_dir)
+                model = stage1_model(config, processor)
+            else:
+                model, processor = build_stage2(config, texts)
+            _configure_generation(model, processor.tokenizer, config)
+            if accelerator.is_main_process:
+                tmp = init_dir.with_name(f".tmp-{init_dir.name}")
+                shutil.rmtree(tmp, ignore_errors=True)
+                model.config.save_pretrained(tmp)
+                model.generation_config.save_pretrained(tmp)
+                processor.save_pretrained(tmp)
+                checkpointing.fsync_tree(tmp)
+                checkpointing.replace_dir(tmp, init_dir)
+    if config.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, processor
+
+
+def build_optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
+    """One parameter group per `optimizer.module_lr` prefix (e.g. adapter 1e-3), the rest at `optimizer.lr`.
+
+    Frozen parameters are left out. A prefix that matches no trainable parameter is an error (a typo
+    would otherwise silently train that module at the default rate).
+    """
+    settings = config.optimizer
+    prefixes = sorted(settings.module_lr, key=len, reverse=True)  # the most specific prefix wins
+    groups: dict[str, list] = {prefix: [] for prefix in prefixes}
+    groups["default"] = []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        prefix = next((p for p in prefixes if name == p or name.startswith(p + ".")), "default")
+        groups[prefix].append(parameter)
+    unused = [prefix for prefix in prefixes if not groups[prefix]]
+    if unused:
+        raise ValueError(f"optimizer.module_lr prefix(es) {unused} match no trainable parameter; expected module names "
+                         f"such as {sorted({n.split('.')[0] for n, p in model.named_parameters() if p.requires_grad})}")
+    param_groups = [
+        {"params": params, "lr": settings.module_lr.get(prefix, settings.lr), "name": prefix}
+        for prefix, params in groups.items()
+        if params
+    ]
+    if settings.name == "sgd":
+        return torch.optim.SGD(param_groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    optimizer_class = torch.optim.Adam if settings.name == "adam" else torch.optim.AdamW
+    return optimizer_class(param_groups, lr=settings.lr, betas=tuple(settings.betas), eps=settings.eps,
+                           weight_decay=settings.weight_decay)
+
+
+# ------------------------------------------------------------------------------------------------
+# Validation
+
+
+def _full_parameters(accelerator, model):
+    """FSDP shards parameters: generation needs them gathered (ZeRO-3 DeepSpeed is not supported here)."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.FSDP:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        return FullyShardedDataParallel.summon_full_params(model, writeback=False)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict(accelerator, model, processor, dataset, collate_fn, config: TrainConfig, desc: str) -> list[str]:
+    """Translations of `dataset` in order; each process translates a contiguous shard."""
+    from accelerate.utils import gather_object
+    from tqdm.auto import tqdm
+
+    shard = dataset.shard(num_shards=accelerator.num_processes, index=accelerator.process_index, contiguous=True)
+    loader = DataLoader(shard, batch_size=config.evaluation.batch_size, collate_fn=collate_fn,
+                        num_workers=config.data.num_workers)
+    unwrapped = accelerator.unwrap_model(model)
+    was_training = unwrapped.training
+    unwrapped.eval()
+    predictions = []
+    with _full_parameters(accelerator, model):
+        for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
+            inputs = {key: value.to(accelerator.device) for key, value in batch.items() if key != "labels"}
+            with accelerator.autocast():
+                ids = unwrapped.generate(**inputs, num_beams=config.evaluation.num_beams,
+                                         max_new_tokens=config.evaluation.max_new_tokens)
+            predictions.extend(processor.batch_decode(ids, skip_special_tokens=True))
+    unwrapped.train(was_training)
+    return gather_object(predictions)
+
+
+def evaluate(accelerator, model, processor, dataset, collate_fn, config: TrainConfig, split: str, state: TrainerState,
+             run_dir: Path) -> dict:
+    """Translate a split, score it (train.metrics) and write its predictions; the same record on every process."""
+    from accelerate.utils import broadcast_object_list
+
+    from .metrics import load_metric
+
+    predictions = predict(accelerator, model, processor, dataset, collate_fn, config, desc=f"eval {split}")
+    record = [None]
+    if accelerator.is_main_process:
+        references = [str(text) for text in dataset["text"]]
+        ids = [str(i) for i in dataset["id"]]
+        scores = load_metric().compute(predictions=predictions, references=references, language=config.data.language)
+        record[0] = {"dataset": config.data.dataset, "split": split, "language": config.data.language,
+                     "num_examples": len(references), **scores, "step": state.global_step, "epoch": state.epoch}
+        path = run_dir / "predictions" / f"{split}-step{state.global_step:08d}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            for example_id, reference, prediction in zip(ids, references, predictions):
+                handle.write(json.dumps({"id": example_id, "reference": reference, "prediction": prediction}, ensure_ascii=False) + "\n")
+        logger.info("%s at step %d: %s", split, state.global_step,
+                    ", ".join(f"{key} {scores[key]:.2f}" for key in ("bleu1", "bleu4", "rougeL") if key in scores))
+    broadcast_object_list(record)
+    return record[0]
+
+
+def export(accelerator, model, processor, config: TrainConfig, metrics: dict) -> None:
+    """Write the `save_pretrained` directory (model, processor, training_config.yaml, metrics.json) atomically."""
+    export_dir = Path(config.export_dir)
+    state_dict = accelerator.get_state_dict(model)  # every process takes part (FSDP/DeepSpeed gather)
+    if accelerator.is_main_process:
+        tmp = export_dir.with_name(f".tmp-{export_dir.name}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(tmp, state_dict=state_dict)
+        processor.save_pretrained(tmp)
+        (tmp / "training_config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+        checkpointing.fsync_tree(tmp)
+        export_dir.parent.mkdir(parents=True, exist_ok=True)
+        checkpointing.replace_dir(tmp, export_dir)
+        logger.info("Exported %s", export_dir)
+    accelerator.wait_for_everyone()
+
+
+# ------------------------------------------------------------------------------------------------
+# Run setup
+
+
+def _mixed_precision(setting: str) -> str | None:
+    """`auto`: what `accelerate launch` was told, else bf16 on a GPU that supports it, else none."""
+    import os
+
+    if setting != "auto":
+        return setting
+    if os.environ.get("ACCELERATE_MIXED_PRECISION"):
+        return None
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _trackers(report_to):
+    import importlib.util
+
+    if report_to == "auto":
+        return ["tensorboard"] if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX") else None
+    if report_to in ("none", None, []):
+        return None
+    return report_to
+
+
+def _resume_checkpoint(config: TrainConfig, checkpoint_dir: Path) -> Path | None:
+    resume = config.checkpointing.resume
+    latest = checkpointing.latest_checkpoint(checkpoint_dir)
+    if resume == "auto":
+        return latest
+    if resume is True:
+        if latest is None:
+            raise FileNotFoundError(f"resume requested but {checkpoint_dir} holds no complete checkpoint")
+        return latest
+    if resume is False:
+        if latest is not None:
+            raise ValueError(f"{checkpoint_dir} already holds checkpoints (latest {latest.name}) and resume is off: "
+                             "pass --resume to continue that run, or choose another output_dir")
+        return None
+    path = Path(resume)
+    checkpointing.read_state(path)  # raises when it is not a complete checkpoint
+    return path
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    """Config as scalar hyperparameters for the trackers."""
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+def _select(dataset, limit: int | None):
+    return dataset.select(range(min(limit, len(dataset)))) if limit else dataset
+
+
+def _load_splits(config: TrainConfig, datasets):
+    if datasets is None:
+        from data_builders import load_sign_dataset
+
+        datasets = load_sign_dataset(config.data.dataset, config.data.data_dir, **config.data.options)
+    splits = {}
+    for role, name in (("train", config.data.train_split), ("validation", config.data.validation_split),
+                       ("test", config.data.test_split)):
+        if name is None:
+            splits[role] = None
+            continue
+        if name not in datasets:
+            raise ValueError(f"data.{role}_split={name!r} is not a split of {config.data.dataset} (it has {list(datasets)})")
+        limit = config.data.max_train_samples if role == "train" else config.data.max_eval_samples
+        splits[role] = _select(datasets[name], limit)
+    return splits
+
+
+# ------------------------------------------------------------------------------------------------
+# The training loop
+
+
+def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
+    """Run one training stage as `config` says; see the module docstring and /README for the config schema."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from tqdm.auto import tqdm
+    from transformers import get_scheduler
+
+    from .feature_cache import FeatureCollator, default_cache_dir, load_or_compute
+
+    if not isinstance(config, TrainConfig):
+        config = load_config(config)
+    config = config.resolved()
+    output_dir = Path(config.output_dir)
+    checkpoint_dir = output_dir / "checkpoints"
+    accelerator = Accelerator(
+        gradient_accumulation_steps=config.training.gradient_accumulation_steps,
+        mixed_precision=_mixed_precision(config.training.mixed_precision),
+        log_with=_trackers(config.logging.report_to),
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "runs")),
+    )
+    log_handler = None
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        checkpointing.remove_incomplete(checkpoint_dir)
+        log_handler = _attach_log_file(output_dir / "train.log")
+    accelerator.wait_for_everyone()
+    try:
+        resume_from = _resume_checkpoint(config, checkpoint_dir)
+        if accelerator.is_main_process:
+            checkpointing.write_text_atomic(output_dir / "training_config.yaml", config.to_yaml())
+        logger.info("Stage %d on %s (%d process(es), mixed precision %s), output %s", config.stage, accelerator.device,
+                    accelerator.num_processes, accelerator.mixed_precision, output_dir)
+        set_seed(config.seed)
+
+        # 1. Data, model, processor --------------------------------------------------------------
+        splits = _load_splits(config, datasets)
+        model, processor = build_model(config, list(splits["train"]["text"]), output_dir / "init",
+                                       resume=resume_from is not None, accelerator=accelerator)
+        use_cache = config.feature_cache.enabled and model.config.freeze == "visual_encoder"
+        if config.feature_cache.enabled and not use_cache:
+            logger.warning("feature_cache.enabled ignored: the visual encoder is not frozen (freeze=%s)", model.config.freeze)
+
+        # 2. Optimizer and learning-rate schedule (lengths in optimizer steps of one process) -----------
+        batch_size = config.training.batch_size
+        accumulation = config.training.gradient_accumulation_steps
+        batches_per_epoch = math.ceil(math.ceil(len(splits["train"]) / batch_size) / accelerator.num_processes)
+        steps_per_epoch = math.ceil(batches_per_epoch / accumulation)
+        total_steps = steps_per_epoch * config.training.epochs
+        if config.training.max_steps:
+            total_steps = min(total_steps, config.training.max_steps)
+        warmup = config.scheduler.warmup_steps or int(config.scheduler.warmup_ratio * total_steps)
+        optimizer = build_optimizer(model, config)
+        # Accelerate steps a prepared scheduler once per process per optimizer step.
+        scheduler = get_scheduler(config.scheduler.name, optimizer, num_warmup_steps=warmup * accelerator.num_processes,
+                                  num_training_steps=total_steps * accelerator.num_processes)
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+        # 3. Resume ---------------------------------------------------------------------------------
+        state = TrainerState()
+        if resume_from is not None:
+            state = checkpointing.load_checkpoint(accelerator, resume_from)
+            if state.best_step is not None and not (Path(config.export_dir) / "config.json").is_file():
+                logger.warning("The best model of this run (step %d) is missing from %s: the next evaluation exports again",
+                               state.best_step, config.export_dir)
+                state.best_metric = state.best_step = None
+
+        # 4. Batches: augmented videos, or (stage 2) features of the frozen encoder, computed once ------
+        eval_video_collate = _sign_collator(processor, training=False, config=config)
+        train_rows, dev_rows, dev_collate = splits["train"], splits["validation"], eval_video_collate
+        if use_cache:
+            cache_dir = config.feature_cache.dir or default_cache_dir()
+            unwrapped = accelerator.unwrap_model(model)
+            cached = {role: load_or_compute(unwrapped, processor.video_processor, splits[role], role, eval_video_collate,
+                                            cache_dir, config.feature_cache.batch_size, accelerator.device, accelerator,
+                                            config.data.num_workers)
+                      for role in ("train", "validation") if splits[role] is not None}
+            train_rows, dev_rows = cached["train"], cached.get("validation")
+            train_collate = dev_collate = FeatureCollator(processor, config.data.max_target_length)
+        else:
+            train_collate = _sign_collator(processor, training=True, config=config)
+        sampler = EpochShuffleSampler(len(train_rows), config.seed)
+        collate = SeededCollator(train_collate, config.seed)
+        train_loader = accelerator.prepare(DataLoader(train_rows, batch_size=batch_size, sampler=sampler, collate_fn=collate,
+                                                      num_workers=config.data.num_workers,
+                                                      pin_memory=accelerator.device.type == "cuda"))
+
+        accelerator.init_trackers(config.logging.project_name, config=_flat(config.to_dict()))
+        progress = tqdm(total=total_steps, initial=state.global_step, desc=f"stage {config.stage}", unit="step",
+                        disable=not accelerator.is_local_main_process)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        last_eval_step = state.history[-1]["step"] if state.history else None
+
+        def validate_and_export():
+            """Dev evaluation; a new best dev score is exported right away."""
+            nonlocal last_eval_step
+            last_eval_step = state.global_step
+            if dev_rows is None:
+                return
+            record = evaluate(accelerator, model, processor, dev_rows, dev_collate, config, "validation", state, output_dir)
+            state.history.append(record)
+            accelerator.log({f"validation/{k}": v for k, v in record.items() if isinstance(v, (int, float))}, step=state.global_step)
+            score = record[config.evaluation.metric]
+            if state.best_metric is None or score > state.best_metric:
+                state.best_metric, state.best_step = score, state.global_step
+                export(accelerator, model, processor, config, {"validation": record})
+
+        # 5. The loop ------------------------------------------------------------------------------
+        window_loss, window_frames, window_start = 0.0, 0, time.perf_counter()
+        while state.epoch < config.training.epochs and state.global_step < total_steps:
+            epoch = state.epoch
+            # Accelerate's loader re-sets its sampler's epoch from its own counter at every pass: keep them equal.
+            train_loader.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+            collate.set_epoch(epoch)
+            loader = accelerator.skip_first_batches(train_loader, state.batches_in_epoch) if state.batches_in_epoch else train_loader
+            model.train()
+            for batch in loader:
+                torch.manual_seed(_seed_of(config.seed, "step", epoch, state.batches_in_epoch, accelerator.process_index))
+                with accelerator.accumulate(model):
+                    loss = model(**batch).loss
+                    losses = accelerator.gather(loss.detach().float().reshape(1))
+                    if not torch.isfinite(losses).all():
+                        raise NonFiniteLossError(_nonfinite_message("loss", losses, state, checkpoint_dir))
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and accelerator.scaler is None:
+                        # The norm is needed anyway to catch inf gradients before they reach the weights.
+                        grad_norm = accelerator.clip_grad_norm_(trainable, config.training.max_grad_norm or math.inf)
+                        if not torch.isfinite(grad_norm):
+                            raise NonFiniteLossError(_nonfinite_message("gradient norm", grad_norm, state, checkpoint_dir))
+                    elif accelerator.sync_gradients and config.training.max_grad_norm:
+                        accelerator.clip_grad_norm_(trainable, config.training.max_grad_norm)  # fp16: the scaler skips inf steps
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                state.batches_in_epoch += 1
+                window_loss += losses.mean().item() / accumulation
+                mask = batch["visual_mask"] if "visual_mask" in batch else batch["pixel_mask"]
+                window_frames += int(mask.sum()) * accelerator.num_processes
+                if not accelerator.sync_gradients:
+                    continue
+                state.global_step += 1
+                progress.update(1)
+                if state.global_step % config.training.log_every_steps == 0 or state.global_step == total_steps:
+                    elapsed = time.perf_counter() - window_start
+                    steps = (state.global_step - 1) % config.training.log_every_steps + 1
+                    logs = {"train/loss": window_loss / steps, "train/frames_per_second": window_frames / elapsed,
+                            "train/epoch": epoch + state.batches_in_epoch / batches_per_epoch}
+                    logs.update({f"train/lr_{group['name']}": group["lr"] for group in optimizer.param_groups})
+                    accelerator.log(logs, step=state.global_step)
+                    progress.set_postfix(loss=f"{logs['train/loss']:.3f}", lr=f"{optimizer.param_groups[-1]['lr']:.2e}",
+                                         fps=f"{logs['train/frames_per_second']:.0f}")
+                    logger.debug("step %d %s", state.global_step, logs)
+                    window_loss, window_frames, window_start = 0.0, 0, time.perf_counter()
+                every = config.evaluation.every_steps
+                if every and state.global_step % every == 0:
+                    validate_and_export()
+                every = config.checkpointing.every_steps
+                if every and state.global_step % every == 0 and state.batches_in_epoch < batches_per_epoch:
+                    checkpointing.save_checkpoint(accelerator, checkpoint_dir, state, config.checkpointing.keep_last)
+                if state.global_step >= total_steps:
+                    break
+            if state.batches_in_epoch >= batches_per_epoch:
+                state.epoch, state.batches_in_epoch = epoch + 1, 0
+                every = config.evaluation.every_epochs
+                if every and state.epoch % every == 0 and last_eval_step != state.global_step:
+                    validate_and_export()
+            checkpointing.save_checkpoint(accelerator, checkpoint_dir, state, config.checkpointing.keep_last)
+        progress.close()
+
+        # 6. Final model: validated (unless just done), exported, tested, pushed ------------------------
+        if last_eval_step != state.global_step:
+            validate_and_export()
+            checkpointing.save_checkpoint(accelerator, checkpoint_dir, state, config.checkpointing.keep_last)
+        if dev_rows is None:
+            export(accelerator, model, processor, config, {})
+        metrics = _final_metrics(accelerator, config, splits, state, output_dir)
+        if accelerator.is_main_process and config.hub.push_to_hub:
+            from .hub import push_stage_to_hub
+
+            info = push_stage_to_hub(config.export_dir, config.hub.push_to_hub, private=config.hub.private)
+            logger.info("Pushed %s to %s", config.export_dir, info.commit_url)
+        accelerator.wait_for_everyone()
+        return TrainResult(output_dir=output_dir, export_dir=Path(config.export_dir), metrics=metrics,
+                           best_metric=state.best_metric, best_step=state.best_step, global_step=state.global_step,
+                           history=state.history)
+    finally:
+        accelerator.end_training()
+        if log_handler is not None:
+            logging.getLogger().removeHandler(log_handler)
+            log_handler.close()
+
+
+def _attach_log_file(path: Path) -> logging.Handler:
+    """Everything logged during the run also goes to `path`; our packages log at INFO at least."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    for name in ("train", "modeling_flallm", "data_builders"):
+        package_logger = logging.getLogger(name)
+        if package_logger.level == logging.NOTSET:
+            package_logger.setLevel(logging.INFO)
+    return handler
+
+
+def _nonfinite_message(what: str, values, state: TrainerState, checkpoint_dir: Path) -> str:
+    latest = checkpointing.latest_checkpoint(checkpoint_dir)
+    where = f"the last good checkpoint is {latest} (resume with --resume, e.g. with a lower optimizer.lr or training.max_grad_norm)" \
+        if latest else "no checkpoint was written yet"
+    return (f"{what} is not finite ({values.flatten().tolist()}) at epoch {state.epoch}, batch {state.batches_in_epoch} "
+            f"of the epoch, optimizer step {state.global_step}: training stopped before updating the weights; {where}.")
+
+
+def _final_metrics(accelerator, config: TrainConfig, splits, state: TrainerState, output_dir: Path) -> dict:
+    """Score the exported (best) model on the test split; write metrics.json in the export and the run dir."""
+    from modeling_flallm import FlaLlmForSignTranslation, FlaLlmProcessor
+
+    export_dir = Path(config.export_dir)
+    metrics = json.loads((export_dir / "metrics.json").read_text(encoding="utf-8"))
+    if splits["test"] is not None:
+        best = FlaLlmForSignTranslation.from_pretrained(export_dir).to(accelerator.device)
+        processor = FlaLlmProcessor.from_pretrained(export_dir)
+        metrics["test"] = evaluate(accelerator, best, processor, splits["test"], _sign_collator(processor, False, config),
+                                   config, "test", state, output_dir)
+        # The record describes the exported model, not where training stopped.
+        metrics["test"].update({key: metrics.get("validation", {}).get(key, metrics["test"][key]) for key in ("step", "epoch")})
+        del best
+    if accelerator.is_main_process:
+        text = json.dumps(metrics, indent=2, ensure_ascii=False)
+        checkpointing.write_text_atomic(export_dir / "metrics.json", text)
+        summary = {**metrics, "best_step": state.best_step, "best_metric": state.best_metric,
+                   "metric": config.evaluation.metric, "global_step": state.global_step, "history": state.history}
+        checkpointing.write_text_atomic(output_dir / "metrics.json", json.dumps(summary, indent=2, ensure_ascii=False))
+    accelerator.wait_for_everyone()
+    return metrics
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="YAML training config (see train/configs/).")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="Config overrides with dotted keys and YAML values, e.g. optimizer.lr=0.01 training.epochs=3.")
+    parser.add_argument("--output-dir", help="Run directory (same as output_dir=...).")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
+                        help="Continue from the latest checkpoint of the run (or from CHECKPOINT); fail if there is none.")
+    resume.add_argument("--no-resume", action="store_true", help="Start fresh; fail if the run already has checkpoints.")
+    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="Push the exported best model to this Hub repo at the end.")
+    parser.add_argument("--print-config", action="store_true", help="Print the resolved config and exit.")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    config = load_config(args.config, overrides)
+    if args.resume is not None:
+        config.checkpointing.resume = args.resume
+    elif args.no_resume:
+        config.checkpointing.resume = False
+    if args.push_to_hub:
+        config.hub.push_to_hub = args.push_to_hub
+    if args.print_config:
+        print(config.resolved().to_yaml(), end="")
+        return 0
+    try:
+        result = train(config)
+    except NonFiniteLossError as error:
+        logger.error("%s", error)
+        return 1
+    summary = {split: {k: record[k] for k in ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL") if k in record}
+               for split, record in result.metrics.items() if isinstance(record, dict)}
+    print(json.dumps({"export_dir": str(result.export_dir), "best_step": result.best_step, **summary}, indent=2))
+    return 0
