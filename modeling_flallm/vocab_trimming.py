@@ -1,9 +1,9 @@
 """Vocabulary trimming, as FLa-LLM does it.
 
 The paper: "model and tokenizer are trimmed using the translation corpus of the target SLT train set to save GPU
-memory". mbart-large-cc25 has 250k tokens, of which a PHOENIX-2014T train set uses a few thousand; its embedding
-matrix and LM head (250k x 1024 each, tied) are most of the memory that trimming saves, and the smaller softmax
-makes every training step cheaper.
+memory". mbart-large-cc25 has 250k multilingual tokens, of which a monolingual SLT train set uses a small fraction;
+its tied embedding matrix / LM head (250k x 1024) is what trimming shrinks, and the smaller softmax makes every
+training step cheaper.
 
 `trim_vocabulary(tokenizer, texts, model)` keeps the tokens the corpus uses plus every special token, added token
 (mBART language codes, `<mask>`) and the few tokens the tokenizer needs to stay exact (see below), in their original
@@ -16,10 +16,10 @@ order, and
   tied to them (encoder/decoder `embed_tokens`, T5 `shared`) and BART-family `final_logits_bias`; then sets
   `vocab_size` and remaps every special-token id in the configs and generation config.
 
-Guarantees, each checked when the tokenizer is built (a violation raises `RuntimeError`, it is not assumed):
-encoding a corpus sentence with the trimmed tokenizer gives the original ids mapped to the new ones, so decoding
-gives the original text; and the trimmed model's logits are the original logits at the kept ids. Why encoding stays
-exact: Unigram's best segmentation of a corpus word only uses kept pieces, and removing other pieces only removes
+Guarantees: encoding a corpus sentence with the trimmed tokenizer gives the original ids mapped to the new ones, so
+decoding gives the original text (checked on the whole corpus after trimming: a violation raises `RuntimeError`);
+the trimmed model's logits are the original logits at the kept ids (rows are sliced, nothing is recomputed). Why
+encoding stays exact: Unigram's best segmentation of a corpus word only uses kept pieces, and removing other pieces only removes
 other candidates (the lowest-scoring piece is kept too, because the `<unk>` penalty is computed from it); BPE keeps
 every merge that can build a kept token, so the corpus replays the same merges in the same order; WordPiece's
 greedy longest match finds the same pieces in a subset that contains them. Text outside the corpus still encodes
@@ -220,8 +220,8 @@ def trim_model(model: PreTrainedModel, kept_ids: Sequence[int]) -> PreTrainedMod
     dropped with a warning.
     """
     kept_ids = list(kept_ids)
-    if kept_ids != sorted(set(kept_ids)):
-        raise ValueError("kept_ids must be strictly increasing")
+    if not kept_ids or kept_ids != sorted(set(kept_ids)):
+        raise ValueError("kept_ids must be a non-empty, strictly increasing list of token ids")
     input_embeddings = model.get_input_embeddings()
     output_embeddings = model.get_output_embeddings()
     old_rows = input_embeddings.weight.shape[0]
@@ -263,7 +263,7 @@ def trim_model(model: PreTrainedModel, kept_ids: Sequence[int]) -> PreTrainedMod
         bias = module._buffers.get("final_logits_bias")
         if bias is not None and bias.shape[-1] == old_rows:
             module._buffers["final_logits_bias"] = bias.index_select(-1, index.to(bias.device))
-        if getattr(module, "vocab_size", None) == old_rows:
+        if module.__dict__.get("vocab_size") == old_rows:  # e.g. LlamaForCausalLM.vocab_size
             module.vocab_size = len(kept_ids)
 
     for config in _configs(model):

@@ -14,6 +14,7 @@ from transformers import (
     AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
+    LlamaTokenizer,
     LogitsProcessor,
     LogitsProcessorList,
     MBartConfig,
@@ -55,7 +56,8 @@ CORPUS = sentences(CORPUS_WORDS, 150, seed=1)
 
 @pytest.fixture(scope="module")
 def unigram():
-    return train_tokenizer(TRAIN_TEXT, vocab_size=400, language_codes=["de_DE", "en_XX", "zh_CN"], target_language="de_DE")
+    codes = ["de_DE", "en_XX", "zh_CN"]
+    return train_tokenizer(TRAIN_TEXT, vocab_size=400, language_codes=codes, target_language="de_DE")
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +158,8 @@ def train_backend(model, trainer, pre_tokenizer, decoder=None, post_processor=No
 
 
 def bert_processor(tokenizer):
-    return processors.BertProcessing(("[SEP]", tokenizer.token_to_id("[SEP]")), ("[CLS]", tokenizer.token_to_id("[CLS]")))
+    sep, cls = ("[SEP]", tokenizer.token_to_id("[SEP]")), ("[CLS]", tokenizer.token_to_id("[CLS]"))
+    return processors.BertProcessing(sep, cls)
 
 
 def roberta_processor(tokenizer):
@@ -261,6 +264,31 @@ def test_real_qwen2_tokenizer_class(bpe, tmp_path):
     result.tokenizer.save_pretrained(tmp_path)
     reloaded = AutoTokenizer.from_pretrained(tmp_path)
     assert reloaded(CORPUS).input_ids == result.tokenizer(CORPUS).input_ids
+
+
+def test_llama2_style_byte_fallback(tmp_path):
+    """SentencePiece-BPE with byte fallback (Llama-2, Mistral): <0x00>..<0xFF> stay, so unseen text encodes."""
+    backend = train_backend(
+        models.BPE(),
+        trainers.BpeTrainer(vocab_size=300, special_tokens=[]),
+        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True),
+    )
+    state = json.loads(backend.to_str())["model"]
+    byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
+    pieces = sorted(state["vocab"], key=state["vocab"].get)
+    vocab = {token: i for i, token in enumerate(["<unk>", "<s>", "</s>"] + byte_tokens + pieces)}
+    llama = LlamaTokenizer(vocab=vocab, merges=[tuple(m) for m in state["merges"]])
+    unseen = "Gewitter ⛈ am tag"
+    assert "<0xE2>" in llama.convert_ids_to_tokens(llama(unseen).input_ids)
+    result = trim_vocabulary(llama, CORPUS)
+    assert type(result.tokenizer) is LlamaTokenizer
+    assert all(token in result.tokenizer.get_vocab() for token in byte_tokens)
+    check_corpus_exact(llama, result, CORPUS)
+    assert result.tokenizer.decode(result.tokenizer(unseen).input_ids, skip_special_tokens=True) == unseen
+    without = trim_vocabulary(llama, CORPUS, keep_bytes=False)
+    assert len(without.tokenizer) < len(result.tokenizer) - 200
+    result.tokenizer.save_pretrained(tmp_path)
+    assert AutoTokenizer.from_pretrained(tmp_path)(CORPUS).input_ids == result.tokenizer(CORPUS).input_ids
 
 
 def test_not_a_fast_tokenizer():
@@ -471,6 +499,8 @@ def test_trim_model_errors_and_dropped_config_ids(unigram, caplog):
         trim_model(model, [0, 1, 2, 3, len(unigram) + 10])
     with pytest.raises(ValueError, match="strictly increasing"):
         trim_model(model, [3, 2, 1])
+    with pytest.raises(ValueError, match="non-empty"):
+        trim_model(model, [])
     model.config.pad_token_id = 1
     with caplog.at_level(logging.WARNING):
         trim_model(model, [0, 2, 3] + list(range(4, 50)))  # <pad> (1) and de_DE dropped
