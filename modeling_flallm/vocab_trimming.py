@@ -18,13 +18,15 @@ order, and
 
 Guarantees: encoding a corpus sentence with the trimmed tokenizer gives the original ids mapped to the new ones, so
 decoding gives the original text (checked on the whole corpus after trimming: a violation raises `RuntimeError`);
-the trimmed model's logits are the original logits at the kept ids (rows are sliced, nothing is recomputed). Why
-encoding stays exact: Unigram's best segmentation of a corpus word only uses kept pieces, and removing other pieces only removes
-other candidates (the lowest-scoring piece is kept too, because the `<unk>` penalty is computed from it); BPE keeps
-every merge that can build a kept token, so the corpus replays the same merges in the same order; WordPiece's
-greedy longest match finds the same pieces in a subset that contains them. Text outside the corpus still encodes
-with byte-level and byte-fallback models (the 256 byte tokens are kept), but may use more, shorter tokens, or
-`<unk>` with Unigram/WordPiece when a character never occurs in the corpus.
+the trimmed model's logits are the original logits at the kept ids (rows are sliced, nothing is recomputed).
+
+Why encoding stays exact: Unigram's best segmentation of a corpus word only uses kept pieces, and removing other
+pieces only removes other candidates (the lowest-scoring piece is kept too: `<unk>` is scored from it, and a higher
+`<unk>` score could let a path through a removed single-character piece's `<unk>` win); BPE keeps every merge that
+can build a kept token, so the corpus replays the same merges in the same order; WordPiece's greedy longest match
+finds the same pieces in a subset that contains them. Text outside the corpus still encodes with byte-level and
+byte-fallback models (the 256 byte tokens are kept), but may use more, shorter tokens, or `<unk>` with
+Unigram/WordPiece when a character never occurs in the corpus.
 """
 
 import json
