@@ -195,3 +195,10 @@ def test_bad_run_directories_are_named(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"loss": 1.0}))
     with pytest.raises(ValueError, match="metrics.json"):
         hub.read_run_dir(tmp_path)
+
+
+def test_latest_evaluation_of_a_split_wins(stage2_dir):
+    # metrics.json (written by training) has test BLEU-4 22.0; a later `flallm evaluate` wrote metrics_test.json.
+    (stage2_dir / "metrics_test.json").write_text(json.dumps({**RECORD, "split": "test", "bleu4": 23.5}))
+    info = hub.read_run_dir(stage2_dir)
+    assert [(r["split"], r["bleu4"]) for r in info.evaluations] == [("test", 23.5)]

@@ -132,14 +132,14 @@ def normalize_stage(value) -> int:
     return _STAGE_ALIASES[key]
 
 
-def _find_key(mapping: dict, *names):
-    """The first of `names` in `mapping` or in one of its sub-dicts (configs nest sections)."""
+def find_key(mapping: dict, *names):
+    """The first of `names` in a config mapping or in one of its sections (sub-dicts), else None."""
     for name in names:
         if mapping.get(name) not in (None, ""):
             return mapping[name]
     for value in mapping.values():
         if isinstance(value, dict):
-            found = _find_key(value, *names)
+            found = find_key(value, *names)
             if found is not None:
                 return found
     return None
@@ -179,11 +179,15 @@ def read_run_dir(model_dir) -> RunInfo:
         info.training_config = yaml.safe_load(info.training_config_text) or {}
         if not isinstance(info.training_config, dict):
             raise ValueError(f"{training_config_path}: expected a YAML mapping.")
+    latest = {}  # (dataset, split) -> record: a later file (metrics_<split>.json) replaces metrics.json's
     for path in [model_dir / "metrics.json", *sorted(model_dir.glob("metrics_*.json"))]:
         if path.is_file():
             records = _evaluation_records(json.loads(path.read_text(encoding="utf-8")), path)
             default_split = path.stem[len("metrics_"):] if path.stem.startswith("metrics_") else "test"
-            info.evaluations += [{"split": default_split, **record} for record in records]
+            for record in records:
+                record = {"split": default_split, **record}
+                latest[(record.get("dataset"), record["split"])] = record
+    info.evaluations = list(latest.values())
     return info
 
 
@@ -191,7 +195,7 @@ def resolve_stage(info: RunInfo, stage=None) -> int:
     """The stage: explicit argument, else the training config, else config.json, else the metrics."""
     candidates = [
         (stage, "the stage argument"),
-        (_find_key(info.training_config, "stage"), f"{TRAINING_CONFIG_FILE}: stage"),
+        (find_key(info.training_config, "stage"), f"{TRAINING_CONFIG_FILE}: stage"),
         (info.config.get("stage") or info.config.get("flallm_stage"), "config.json: stage"),
         (next((r["stage"] for r in info.evaluations if r.get("stage")), None), "metrics: stage"),
     ]
@@ -279,18 +283,18 @@ def _render(info: RunInfo, repo_id, stage: int, dataset, language, license, base
     tc, config = info.training_config, info.config
     text_config, vision_config = config.get("text_config") or {}, config.get("vision_config") or {}
 
-    dataset = _dataset_name(dataset or _find_key(tc, "dataset", "dataset_name")
+    dataset = _dataset_name(dataset or find_key(tc, "dataset", "dataset_name")
                             or next((r.get("dataset") for r in info.evaluations if r.get("dataset")), None))
     corpus = DATASETS.get(dataset, {})
     language = (language or next((r.get("language") for r in info.evaluations if r.get("language")), None)
-                or _find_key(tc, "language") or corpus.get("language"))
-    license = license or _find_key(tc, "license") or corpus.get("license") or "apache-2.0"
+                or find_key(tc, "language") or corpus.get("language"))
+    license = license or find_key(tc, "license") or corpus.get("license") or "apache-2.0"
     model_name = (repo_id or info.model_dir.resolve().name).split("/")[-1]
 
     base_models = [base_model] if isinstance(base_model, str) else list(base_model or [])
-    stage1_model = _find_key(tc, "stage1_model", "stage1", "init_from")
-    for value in (stage1_model if stage == 2 else None, _find_key(tc, "language_model") if stage == 2 else None,
-                  _find_key(tc, "base_model"), _find_key(tc, "backbone", "vision_model"),
+    stage1_model = find_key(tc, "stage1_model", "stage1", "init_from")
+    for value in (stage1_model if stage == 2 else None, find_key(tc, "language_model") if stage == 2 else None,
+                  find_key(tc, "base_model"), find_key(tc, "backbone", "vision_model"),
                   vision_config.get("_name_or_path"), text_config.get("_name_or_path") if stage == 2 else None):
         if _is_repo_id(value) and value not in base_models:
             base_models.append(value)
