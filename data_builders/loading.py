@@ -8,7 +8,7 @@ from pathlib import Path
 
 import datasets
 
-from .common import COLUMNS, SPLITS, SignCorpusBuilder
+from .common import COLUMNS, SPLITS, SignCorpusBuilder, prepared_features
 from .csl_daily import CslDailyBuilder
 from .how2sign import How2SignBuilder
 from .phoenix14t import Phoenix14TBuilder
@@ -52,7 +52,17 @@ def _load_prepared(path: str, streaming: bool, cache_dir: str | None):
         if missing:
             raise ValueError(f"{path}: split {split} lacks column(s) {missing}; expected a dataset written by `flallm prepare` with columns {list(COLUMNS)}")
     # keep the JPEG bytes: decode_video then decodes only the frames the sampling keeps
-    return dataset.cast_column("video", datasets.List(datasets.Image(decode=False)))
+    dataset = dataset.cast_column("video", datasets.List(datasets.Image(decode=False)))
+    for split in SPLITS:
+        if split not in dataset:  # `prepare` writes no file for an empty split
+            dataset[split] = _empty(prepared_features(decode=False), streaming)
+    return type(dataset)({split: dataset[split] for split in SPLITS})
+
+
+def _empty(features: datasets.Features, streaming: bool = False):
+    """A split without examples but with the schema (datasets cannot read back an empty split)."""
+    empty = datasets.Dataset.from_dict({column: [] for column in features}, features=features)
+    return empty.to_iterable_dataset() if streaming else empty
 
 
 def load_sign_dataset(
@@ -87,6 +97,6 @@ def load_sign_dataset(
     for split in SPLITS:
         if builder.info.splits[split].num_examples:
             splits[split] = builder.as_dataset(split=split)
-        else:  # datasets cannot read back an empty split; an empty table with the same schema stands in
-            splits[split] = datasets.Dataset.from_dict({column: [] for column in builder.info.features}, features=builder.info.features)
+        else:
+            splits[split] = _empty(builder.info.features)
     return datasets.DatasetDict(splits)

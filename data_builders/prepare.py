@@ -50,7 +50,7 @@ def _shard_plan(rows: dict[str, list[dict]], examples_per_shard: int) -> list[di
     shards = []
     for split in SPLITS:
         split_rows = rows.get(split, [])
-        count = max(1, math.ceil(len(split_rows) / examples_per_shard))
+        count = math.ceil(len(split_rows) / examples_per_shard)  # an empty split gets no file (`datasets` cannot load one)
         for index in range(count):
             shards.append({
                 "split": split,
@@ -95,7 +95,7 @@ def _write_shard(job: dict, progress=None) -> dict:
             if len(buffer) == ROWS_PER_GROUP:
                 writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
                 written, buffer = written + len(buffer), []
-        if buffer or not written:
+        if buffer:  # an empty shard gets no row group at all: `datasets` cannot read a 0-row group
             writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
             written += len(buffer)
     with open(temporary, "rb") as handle:
@@ -111,6 +111,7 @@ def dataset_card(name: str, split_sizes: dict[str, int], settings: dict, split_b
     """README.md with the YAML `datasets` and the Hub read (features, splits, data files, license)."""
     builder_class = BUILDERS[name]
     features = prepared_features()
+    present = [split for split in SPLITS if split_sizes.get(split)]
     metadata = {
         "license": builder_class.LICENSE,
         "language": [builder_class.LANGUAGE],
@@ -120,10 +121,10 @@ def dataset_card(name: str, split_sizes: dict[str, int], settings: dict, split_b
         "dataset_info": {
             "features": features._to_yaml_list(),
             "splits": [{"name": split, "num_bytes": (split_bytes or {}).get(split, 0), "num_examples": split_sizes[split]}
-                       for split in SPLITS],
+                       for split in present],
         },
         "configs": [{"config_name": "default", "default": True,
-                     "data_files": [{"split": split, "path": f"data/{split}-*"} for split in SPLITS]}],
+                     "data_files": [{"split": split, "path": f"data/{split}-*"} for split in present]}],
     }
     if builder_class.LICENSE == "other":
         metadata["license_name"] = f"{name}-license"
@@ -147,6 +148,8 @@ def dataset_card(name: str, split_sizes: dict[str, int], settings: dict, split_b
         "| fps | frames per second of the original video |",
         "| video | list of frames (JPEG) |", "",
         "| split | examples |", "|---|---|", *[f"| {split} | {split_sizes[split]} |" for split in SPLITS], "",
+        *(["Empty splits have no data files; `load_sign_dataset` adds them back as empty splits.", ""]
+          if len(present) < len(SPLITS) else []),
         f"Frames: {'shorter side at most ' + str(resolution) + ' px' if resolution else 'original size'}, "
         f"JPEG quality {settings['quality']}." + (f" Corpus options: `{json.dumps(options)}`." if options else ""), "",
         "```python",
@@ -216,6 +219,8 @@ def prepare_dataset(
 
     builder = get_builder(name, data_dir, str(state / "cache"), **options)
     shards = _shard_plan(builder.split_rows(), examples_per_shard)
+    if not shards:
+        raise ValueError(f"{name}: every split is empty; nothing to prepare")
     todo = [shard for shard in shards if not (output / shard["file"]).exists()]
     if len(todo) < len(shards):
         logger.info("%s: %d of %d shards already written; resuming", output, len(shards) - len(todo), len(shards))

@@ -10,8 +10,9 @@ Why it looks the way it does:
 - Learnable on a laptop CPU at 32-64 px. Each sign is a combination of three factors that stay
   visible at low resolution: a handshape (drawn shape *and* glove colour, like the coloured
   gloves of early sign recognition work), a location relative to the drawn body (forehead, chin,
-  chest, belly, either side) and a motion (hold, side-to-side, up-down, circle). 8 x 6 x 4 = 192
-  codes; the lexicon uses 106 of them.
+  chest, belly, either side) and a motion (hold, side-to-side, up-down, circle). The 106 signs
+  are spread over the 8 x 6 handshape+location pairs, so a single frame already narrows a sign
+  down to at most three, which then differ in motion.
 - Signer variation: every signer has their own background, skin, hair and shirt colours,
   position, size and signing speed; every clip jitters them a little and adds pixel noise.
   Signs are joined by eased transitions, and clips start and end with the hands at rest.
@@ -102,9 +103,15 @@ LANGUAGE_SEED = 20240318  # fixes which code each gloss gets; the same for every
 
 
 def _assign_codes() -> dict[str, tuple[int, int, int]]:
-    codes = [(h, l, m) for h in range(len(HANDSHAPES)) for l in range(len(LOCATIONS)) for m in range(len(MOTIONS))]
-    order = np.random.default_rng(LANGUAGE_SEED).permutation(len(codes))
-    return {gloss: codes[i] for gloss, i in zip(LEXICON, order)}
+    """Spread the signs evenly: each handshape+location pair (what a single frame shows) is shared by
+    at most three signs, far apart in the lexicon (so of different word classes), which differ in motion."""
+    pairs = [(h, l) for h in range(len(HANDSHAPES)) for l in range(len(LOCATIONS))]
+    order = np.random.default_rng(LANGUAGE_SEED).permutation(len(pairs))
+    codes = {}
+    for i, gloss in enumerate(LEXICON):
+        slot = order[i % len(pairs)]
+        codes[gloss] = (*pairs[slot], int((i // len(pairs) + slot) % len(MOTIONS)))
+    return codes
 
 
 SIGN_CODES = _assign_codes()

@@ -8,6 +8,7 @@ that `decode_video` returned the right frames, even through lossy JPEG or H.264.
 from __future__ import annotations
 
 import io
+import itertools
 import pickle
 from pathlib import Path
 
@@ -104,17 +105,19 @@ def write_csl_daily(root: str | Path, samples: dict[str, list[dict]] | None = No
     return release
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int = 25) -> None:
-    """An H.264 mp4 (PyAV) of uint8 (T,H,W,3) frames; H and W must be even."""
+def write_video(path: Path, frames, fps: int = 25, crf: int = 10) -> None:
+    """An H.264 mp4 (PyAV) of uint8 (H,W,3) frames (an array or any iterable); H and W must be even."""
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    frames = iter(frames)
+    first = next(frames)
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
+        stream.height, stream.width = first.shape[:2]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "10", "preset": "ultrafast"}
-        for frame in frames:
+        stream.options = {"crf": str(crf), "preset": "ultrafast"}
+        for frame in itertools.chain([first], frames):
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():

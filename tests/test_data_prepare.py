@@ -124,13 +124,16 @@ def test_corrupt_frame_is_named_or_skipped_with_a_count(tmp_path, caplog):
 def test_cli_prepares_synthetic_with_options(tmp_path):
     output = tmp_path / "synthetic"
     code = cli_main(["prepare", "synthetic", "--output-dir", str(output), "--resolution", "24", "--option", "num_train=6",
-                     "--option", "num_validation=2", "--option", "num_test=2", "--option", "fps=8"])
+                     "--examples-per-shard", "2", "--num-proc", "2",
+                     "--option", "num_validation=2", "--option", "num_test=0", "--option", "fps=8"])
     assert code == 0
     prepared = datasets.load_dataset(str(output), cache_dir=str(tmp_path / "c"))
-    assert [len(prepared[s]) for s in ("train", "validation", "test")] == [6, 2, 2]
+    assert {s: len(prepared[s]) for s in prepared} == {"train": 6, "validation": 2}  # no file for an empty split
+    assert len(list((output / "data").glob("train-*-of-00003.parquet"))) == 3  # written by two processes
+    assert len(load_sign_dataset(str(output))["test"]) == 0  # ... which load_sign_dataset adds back
     example = prepared["train"][0]
     assert example["fps"] == 8.0 and example["video"][0].size == (24, 24) and len(example["video"]) == example["num_frames"]
-    raw = load_sign_dataset("synthetic", cache_dir=str(tmp_path / "raw"), num_train=6, num_validation=2, num_test=2,
+    raw = load_sign_dataset("synthetic", cache_dir=str(tmp_path / "raw"), num_train=6, num_validation=2, num_test=0,
                             fps=8, resolution=24)
     assert prepared["train"]["text"] == raw["train"]["text"]
 
