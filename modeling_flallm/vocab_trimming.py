@@ -142,12 +142,10 @@ def trim_vocabulary(
     old_tokens = {i: t for t, i in backend.get_vocab(with_added_tokens=True).items()}
     token_to_id = {t: i for i, t in old_tokens.items()}
 
-    # 1. The corpus, encoded exactly as a user of the tokenizer would encode it.
-    encodings = []
+    # 1. The corpus, encoded exactly as a user of the tokenizer would encode it (special tokens included, so the
+    # check below also covers the post-processor and class state such as mBART's src_lang).
     texts = list(texts)
-    for start in range(0, len(texts), batch_size):
-        batch = texts[start : start + batch_size]
-        encodings.extend(tokenizer(batch, add_special_tokens=False, truncation=False, padding=False)["input_ids"])
+    encodings = _encode(tokenizer, texts, batch_size)
     keep = {i for ids in encodings for i in ids}
     num_used = len(keep)
 
@@ -412,16 +410,21 @@ def _check_tokenizer(original, trimmed, texts, encodings, kept_ids, old_tokens, 
                 f"trimmed token {new_id} is {backend.id_to_token(new_id)!r}, expected {old_tokens[old_id]!r}"
             )
     old_to_new = {old: new for new, old in enumerate(kept_ids)}
+    for index, (new_ids, old_ids) in enumerate(zip(_encode(trimmed, texts, batch_size), encodings)):
+        expected = [old_to_new[i] for i in old_ids]
+        if new_ids != expected:
+            raise RuntimeError(
+                f"the trimmed tokenizer encodes corpus sentence {index} ({texts[index]!r}) as "
+                f"{trimmed.convert_ids_to_tokens(new_ids)} instead of {trimmed.convert_ids_to_tokens(expected)}"
+            )
+
+
+def _encode(tokenizer, texts, batch_size) -> list[list[int]]:
+    encodings = []
     for start in range(0, len(texts), batch_size):
         batch = texts[start : start + batch_size]
-        new_encodings = trimmed(batch, add_special_tokens=False, truncation=False, padding=False)["input_ids"]
-        for offset, new_ids in enumerate(new_encodings):
-            expected = [old_to_new[i] for i in encodings[start + offset]]
-            if new_ids != expected:
-                raise RuntimeError(
-                    f"the trimmed tokenizer encodes corpus sentence {start + offset} ({batch[offset]!r}) as "
-                    f"{trimmed.convert_ids_to_tokens(new_ids)} instead of {trimmed.convert_ids_to_tokens(expected)}"
-                )
+        encodings.extend(tokenizer(batch, truncation=False, padding=False)["input_ids"])
+    return encodings
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -247,6 +247,17 @@ def test_real_mbart_tokenizer_class(mbart_tokenizer, tmp_path):
     assert reloaded(text_target=CORPUS[:5]).input_ids == result.map_ids(old)
 
 
+def test_mbart_language_set_after_loading_survives(mbart_tokenizer, tmp_path):
+    """The training code loads mbart-large-cc25 (src_lang en_XX) and then switches it to the target language."""
+    mbart_tokenizer.save_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path, src_lang="en_XX")
+    tokenizer.src_lang = tokenizer.tgt_lang = "zh_CN"
+    trimmed = trim_vocabulary(tokenizer, CORPUS).tokenizer
+    assert trimmed.src_lang == trimmed.tgt_lang == "zh_CN"
+    assert trimmed.convert_ids_to_tokens(trimmed(CORPUS[0]).input_ids[-2:]) == ["</s>", "zh_CN"]
+    assert trimmed.convert_ids_to_tokens(trimmed(text_target=CORPUS[0]).input_ids[-2:]) == ["</s>", "zh_CN"]
+
+
 def test_real_qwen2_tokenizer_class(bpe, tmp_path):
     """Qwen2's pipeline (NFC, regex split + byte-level) and its special tokens after the BPE vocabulary."""
     state = json.loads(bpe.backend_tokenizer.to_str())["model"]
