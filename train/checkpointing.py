@@ -34,6 +34,8 @@ class TrainerState:
     global_step: int = 0  # optimizer steps taken
     best_metric: float | None = None
     best_step: int | None = None
+    loss_sum: float = 0.0  # training loss summed since the last evaluation (reported with it)
+    loss_count: int = 0
     history: list = field(default_factory=list)  # one record per evaluation
 
     def to_json(self) -> str:

@@ -179,7 +179,8 @@ class TrainConfig:
         check("scheduler.name", self.scheduler.name in SCHEDULERS, f"one of {SCHEDULERS}")
         check("training.mixed_precision", self.training.mixed_precision in MIXED_PRECISION, f"one of {MIXED_PRECISION}")
         check("model.language_model_init", self.model.language_model_init in LANGUAGE_MODEL_INIT, f"one of {LANGUAGE_MODEL_INIT}")
-        check("model.config", self.model.config.get("freeze", "none") in FREEZE_CHOICES, f"freeze in {FREEZE_CHOICES}")
+        if self.model.config.get("freeze", "none") not in FREEZE_CHOICES:
+            raise ValueError(f"{source}: model.config.freeze={self.model.config['freeze']!r} is invalid: expected one of {FREEZE_CHOICES}.")
         for key in ("training.gradient_accumulation_steps", "checkpointing.keep_last", "evaluation.num_beams",
                     "evaluation.max_new_tokens", "data.max_target_length", "feature_cache.batch_size",
                     "training.log_every_steps"):

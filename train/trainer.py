@@ -354,54 +354,30 @@ def _full_parameters(accelerator, model):
     return contextlib.nullcontext()
 
 
-@torch.no_grad()
-def predict(accelerator, model, processor, dataset, collate_fn, config: TrainConfig, desc: str) -> list[str]:
-    """Translations of `dataset` in order; each process translates a contiguous shard."""
-    from accelerate.utils import gather_object
-    from tqdm.auto import tqdm
-
-    shard = dataset.shard(num_shards=accelerator.num_processes, index=accelerator.process_index, contiguous=True)
-    loader = DataLoader(shard, batch_size=config.evaluation.batch_size, collate_fn=collate_fn,
-                        num_workers=config.data.num_workers)
-    unwrapped = accelerator.unwrap_model(model)
-    was_training = unwrapped.training
-    unwrapped.eval()
-    predictions = []
-    with _full_parameters(accelerator, model):
-        for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
-            inputs = {key: value.to(accelerator.device) for key, value in batch.items() if key != "labels"}
-            with accelerator.autocast():
-                ids = unwrapped.generate(**inputs, num_beams=config.evaluation.num_beams,
-                                         max_new_tokens=config.evaluation.max_new_tokens)
-            predictions.extend(processor.batch_decode(ids, skip_special_tokens=True))
-    unwrapped.train(was_training)
-    return gather_object(predictions)
-
-
-def evaluate(accelerator, model, processor, dataset, collate_fn, config: TrainConfig, split: str, state: TrainerState,
+def evaluate(accelerator, model, processor, dataset, config: TrainConfig, split: str, state: TrainerState,
              run_dir: Path) -> dict:
-    """Translate a split, score it (train.metrics) and write its predictions; the same record on every process."""
-    from accelerate.utils import broadcast_object_list
+    """Translate and score a split with `train.evaluation.evaluate_model` (each process a shard, all get the
+    record) and write its predictions to the run directory."""
+    from .evaluation import evaluate_model
 
-    from .metrics import load_metric
-
-    predictions = predict(accelerator, model, processor, dataset, collate_fn, config, desc=f"eval {split}")
-    record = [None]
+    with _full_parameters(accelerator, model):
+        scores, predictions = evaluate_model(
+            model, processor, dataset, language=config.data.language, batch_size=config.evaluation.batch_size,
+            num_workers=config.data.num_workers, accelerator=accelerator,
+            generate_kwargs={"num_beams": config.evaluation.num_beams, "max_new_tokens": config.evaluation.max_new_tokens})
+    record = {"dataset": config.data.dataset, "split": split, **scores, "step": state.global_step, "epoch": state.epoch}
+    if split == "validation" and state.loss_count:
+        record["train_loss"] = state.loss_sum / state.loss_count
+        state.loss_sum, state.loss_count = 0.0, 0
     if accelerator.is_main_process:
-        references = [str(text) for text in dataset["text"]]
-        ids = [str(i) for i in dataset["id"]]
-        scores = load_metric().compute(predictions=predictions, references=references, language=config.data.language)
-        record[0] = {"dataset": config.data.dataset, "split": split, "language": config.data.language,
-                     "num_examples": len(references), **scores, "step": state.global_step, "epoch": state.epoch}
         path = run_dir / "predictions" / f"{split}-step{state.global_step:08d}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding="utf-8") as handle:
-            for example_id, reference, prediction in zip(ids, references, predictions):
-                handle.write(json.dumps({"id": example_id, "reference": reference, "prediction": prediction}, ensure_ascii=False) + "\n")
+            for prediction in predictions:
+                handle.write(json.dumps(prediction, ensure_ascii=False) + "\n")
         logger.info("%s at step %d: %s", split, state.global_step,
                     ", ".join(f"{key} {scores[key]:.2f}" for key in ("bleu1", "bleu4", "rougeL") if key in scores))
-    broadcast_object_list(record)
-    return record[0]
+    return record
 
 
 def export(accelerator, model, processor, config: TrainConfig, metrics: dict) -> None:
@@ -523,7 +499,7 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
         log_with=_trackers(config.logging.report_to),
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "runs")),
     )
-    log_handler = None
+    log_handler = progress = None
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         checkpointing.remove_incomplete(checkpoint_dir)
@@ -569,18 +545,14 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
                                state.best_step, config.export_dir)
                 state.best_metric = state.best_step = None
 
-        # 4. Batches: augmented videos, or (stage 2) features of the frozen encoder, computed once ------
-        eval_video_collate = _sign_collator(processor, training=False, config=config)
-        train_rows, dev_rows, dev_collate = splits["train"], splits["validation"], eval_video_collate
+        # 4. Training batches: augmented videos, or (stage 2) features of the frozen encoder, computed once ---
+        train_rows, dev_rows = splits["train"], splits["validation"]
         if use_cache:
-            cache_dir = config.feature_cache.dir or default_cache_dir()
-            unwrapped = accelerator.unwrap_model(model)
-            cached = {role: load_or_compute(unwrapped, processor.video_processor, splits[role], role, eval_video_collate,
-                                            cache_dir, config.feature_cache.batch_size, accelerator.device, accelerator,
-                                            config.data.num_workers)
-                      for role in ("train", "validation") if splits[role] is not None}
-            train_rows, dev_rows = cached["train"], cached.get("validation")
-            train_collate = dev_collate = FeatureCollator(processor, config.data.max_target_length)
+            train_rows = load_or_compute(accelerator.unwrap_model(model), processor.video_processor, train_rows, "train",
+                                         _sign_collator(processor, training=False, config=config),
+                                         config.feature_cache.dir or default_cache_dir(), config.feature_cache.batch_size,
+                                         accelerator.device, accelerator, config.data.num_workers)
+            train_collate = FeatureCollator(processor, config.data.max_target_length)
         else:
             train_collate = _sign_collator(processor, training=True, config=config)
         sampler = EpochShuffleSampler(len(train_rows), config.seed)
@@ -601,7 +573,7 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
             last_eval_step = state.global_step
             if dev_rows is None:
                 return
-            record = evaluate(accelerator, model, processor, dev_rows, dev_collate, config, "validation", state, output_dir)
+            record = evaluate(accelerator, model, processor, dev_rows, config, "validation", state, output_dir)
             state.history.append(record)
             accelerator.log({f"validation/{k}": v for k, v in record.items() if isinstance(v, (int, float))}, step=state.global_step)
             score = record[config.evaluation.metric]
@@ -639,6 +611,8 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
                     optimizer.zero_grad()
                 state.batches_in_epoch += 1
                 window_loss += losses.mean().item() / accumulation
+                state.loss_sum += losses.mean().item()
+                state.loss_count += 1
                 mask = batch["visual_mask"] if "visual_mask" in batch else batch["pixel_mask"]
                 window_frames += int(mask.sum()) * accelerator.num_processes
                 if not accelerator.sync_gradients:
@@ -689,6 +663,8 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
                            best_metric=state.best_metric, best_step=state.best_step, global_step=state.global_step,
                            history=state.history)
     finally:
+        if progress is not None:
+            progress.close()
         accelerator.end_training()
         if log_handler is not None:
             logging.getLogger().removeHandler(log_handler)
@@ -724,8 +700,7 @@ def _final_metrics(accelerator, config: TrainConfig, splits, state: TrainerState
     if splits["test"] is not None:
         best = FlaLlmForSignTranslation.from_pretrained(export_dir).to(accelerator.device)
         processor = FlaLlmProcessor.from_pretrained(export_dir)
-        metrics["test"] = evaluate(accelerator, best, processor, splits["test"], _sign_collator(processor, False, config),
-                                   config, "test", state, output_dir)
+        metrics["test"] = evaluate(accelerator, best, processor, splits["test"], config, "test", state, output_dir)
         # The record describes the exported model, not where training stopped.
         metrics["test"].update({key: metrics.get("validation", {}).get(key, metrics["test"][key]) for key in ("step", "epoch")})
         del best

@@ -1,0 +1,155 @@
+"""Stage 1 then stage 2 on the tiny synthetic corpus, end to end: exports, run directory, language codes,
+frozen encoder, feature cache, parameter groups and the training switches."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from transformers import MBartConfig, MBartForConditionalGeneration, pipeline
+
+from data_builders import synthetic_text
+from _train_fixtures import TINY_LIGHT_T, stage1_config, tiny_corpus
+from modeling_fixtures import tiny_model
+from modeling_flallm import FlaLlmForSignTranslation, FlaLlmProcessor
+from modeling_flallm import pipeline_flallm  # noqa: F401  (registers the sign-language-translation task)
+from modeling_flallm.tokenization_flallm import train_tokenizer
+from train import hub, trainer
+from train.config import TrainConfig, load_config
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return tiny_corpus(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory, corpus):
+    run_dir = tmp_path_factory.mktemp("stage1")
+    # Adam and a few clips seen 6 times: enough for the loss to fall visibly.
+    config = stage1_config(run_dir, optimizer={"name": "adam", "lr": 1e-2}, training={"epochs": 6},
+                           data={"test_split": "test", "max_train_samples": 8}, evaluation={"every_epochs": 3})
+    return trainer.train(config, datasets=corpus)
+
+
+def tiny_language_model(directory, corpus):
+    """A small mBART-shaped seq2seq LM + tokenizer with mBART language codes, saved like a Hub checkpoint."""
+    texts = list(corpus["train"]["text"]) + synthetic_text(400, seed=1, split=None)  # more than the train set uses
+    tokenizer = train_tokenizer(texts, vocab_size=300, language_codes=["de_DE", "en_XX"], target_language="en_XX")
+    config = MBartConfig(**{**TINY_LIGHT_T, "vocab_size": len(tokenizer), "pad_token_id": 1, "bos_token_id": 0,
+                            "eos_token_id": 2, "decoder_start_token_id": 2, "forced_eos_token_id": 2, "dropout": 0.0})
+    torch.manual_seed(0)
+    MBartForConditionalGeneration(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return len(tokenizer)
+
+
+def test_stage1_exports_a_loadable_model_and_a_run_directory(stage1, corpus):
+    run_dir, export_dir = stage1.output_dir, stage1.export_dir
+    assert export_dir == run_dir / "best" and stage1.global_step == 12
+    for name in ("training_config.yaml", "train.log", "metrics.json", "init/config.json"):
+        assert (run_dir / name).is_file(), name
+    assert len(list((run_dir / "predictions").glob("validation-step*.jsonl"))) == 2
+    assert sorted((run_dir / "predictions").glob("test-*.jsonl"))
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    assert [record["step"] for record in summary["history"]] == [6, 12]
+    assert all("train_loss" in record for record in summary["history"])
+    assert summary["best_step"] == stage1.best_step == stage1.metrics["validation"]["step"]
+
+    metrics = json.loads((export_dir / "metrics.json").read_text())
+    assert set(metrics) == {"validation", "test"} and metrics["test"]["num_examples"] == 4
+    assert {"bleu4", "rougeL", "signature"} <= set(metrics["test"])
+    assert load_config(export_dir / "training_config.yaml").stage == 1
+    model = FlaLlmForSignTranslation.from_pretrained(export_dir)
+    processor = FlaLlmProcessor.from_pretrained(export_dir)
+    assert model.config.stage == "visual_initialing" and model.generation_config.num_beams == 1
+    translator = pipeline("sign-language-translation", model=model, processor=processor)
+    video = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    assert isinstance(translator(video)["translation_text"], str)
+    card = hub.render_model_card(export_dir, "someone/flallm-synthetic-stage1")
+    assert "synthetic" in str(card)
+
+
+def test_stage2_from_stage1_with_language_codes_and_feature_cache(tmp_path, stage1, corpus, monkeypatch):
+    lm_dir = tmp_path / "lm"
+    original_vocab = tiny_language_model(lm_dir, corpus)
+    pushed = {}
+    monkeypatch.setattr(hub, "push_stage_to_hub", lambda path, repo, **kw: pushed.update(path=path, repo=repo) or
+                        type("Info", (), {"commit_url": "http://commit"})())
+    config = {
+        "stage": 2, "output_dir": str(tmp_path / "stage2"), "seed": 0,
+        "data": {"dataset": "synthetic", "num_workers": 0, "test_split": None, "max_target_length": 24},
+        "model": {"stage1": str(stage1.export_dir), "language_model": str(lm_dir), "target_language": "en_XX",
+                  "config": {"adapter_hidden_size": 16}},
+        "training": {"epochs": 1, "batch_size": 4, "log_every_steps": 1},
+        "evaluation": {"num_beams": 2, "max_new_tokens": 8},
+        "feature_cache": {"dir": str(tmp_path / "cache")},
+        "logging": {"report_to": "none"},
+        "hub": {"push_to_hub": "someone/flallm-stage2"},
+    }
+    result = trainer.train(config, datasets=corpus)
+    assert result.global_step == 4
+    assert pushed == {"path": str(result.export_dir), "repo": "someone/flallm-stage2"}
+    assert len(list((tmp_path / "cache").rglob("*-train.arrow"))) == 1
+
+    model = FlaLlmForSignTranslation.from_pretrained(result.export_dir)
+    processor = FlaLlmProcessor.from_pretrained(result.export_dir)
+    assert model.config.stage == "llm_fine_tuning" and model.config.freeze == "visual_encoder"
+    # Trimmed to the corpus, and the decoder starts with the target language code (mBART-cc25 style).
+    assert len(processor.tokenizer) < original_vocab
+    assert model.config.text_config.vocab_size == len(processor.tokenizer)
+    code = processor.tokenizer.convert_tokens_to_ids("en_XX")
+    assert model.generation_config.decoder_start_token_id == code
+    labels = processor.tokenize_targets(["the boy reads"])[0]
+    assert labels[labels >= 0][-1].item() == code
+    # The frozen visual encoder is exactly stage 1's (weights and BatchNorm statistics).
+    first = FlaLlmForSignTranslation.from_pretrained(stage1.export_dir).visual_encoder.state_dict()
+    for key, value in model.visual_encoder.state_dict().items():
+        assert torch.equal(value, first[key]), key
+    saved = yaml.safe_load((result.export_dir / "training_config.yaml").read_text())
+    assert saved["feature_cache"]["enabled"] is True and saved["optimizer"]["module_lr"] == {"adapter": 1e-3}
+    assert hub.read_run_dir(result.export_dir).training_config["model"]["stage1"] == str(stage1.export_dir)
+
+
+def test_stage2_without_cache_and_training_switches(tmp_path, stage1, corpus):
+    lm_dir = tmp_path / "lm"
+    vocab_size = tiny_language_model(lm_dir, corpus)
+    config = {
+        "stage": 2, "output_dir": str(tmp_path / "run"), "seed": 0,
+        "data": {"dataset": "synthetic", "num_workers": 0, "validation_split": None, "test_split": None},
+        "model": {"stage1": str(stage1.export_dir), "language_model": str(lm_dir), "trim_vocabulary": False,
+                  "gradient_checkpointing": True},
+        "training": {"epochs": 3, "max_steps": 3, "batch_size": 4, "gradient_accumulation_steps": 2, "max_grad_norm": 1.0},
+        "scheduler": {"name": "linear", "warmup_steps": 1},
+        "feature_cache": {"enabled": False},
+        "logging": {"report_to": "none"},
+    }
+    result = trainer.train(config, datasets=corpus)
+    assert result.global_step == 3 and result.best_step is None and result.metrics == {}
+    model = FlaLlmForSignTranslation.from_pretrained(result.export_dir)  # the last model is exported
+    assert model.config.text_config.vocab_size == vocab_size
+    # No model.target_language, but the tokenizer appends en_XX to every text: generation starts with it.
+    assert model.generation_config.decoder_start_token_id == FlaLlmProcessor.from_pretrained(result.export_dir).tokenizer.convert_tokens_to_ids("en_XX")
+
+
+def test_optimizer_groups_follow_module_prefixes():
+    model = tiny_model(freeze="visual_encoder")
+    config = TrainConfig.from_dict({"stage": 2}).resolved()
+    optimizer = trainer.build_optimizer(model, config)
+    assert isinstance(optimizer, torch.optim.Adam)
+    groups = {group["name"]: group for group in optimizer.param_groups}
+    assert {name: group["lr"] for name, group in groups.items()} == {"adapter": 1e-3, "default": 1e-5}
+    assert {id(p) for p in groups["adapter"]["params"]} == {id(p) for p in model.adapter.parameters()}
+    trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert not trained & {id(p) for p in model.visual_encoder.parameters()}  # frozen: not optimized
+    assert trained >= {id(p) for p in model.language_model.parameters()}
+    config.optimizer.module_lr = {"adaptor": 1e-3}
+    with pytest.raises(ValueError, match="adaptor"):
+        trainer.build_optimizer(model, config)
+
+
+def test_stage1_learns_the_tiny_corpus(stage1):
+    losses = [record["train_loss"] for record in stage1.history]
+    # Same 8 clips in both windows (epochs 1-3, 4-6): without learning the means would agree within ~1%.
+    assert len(losses) == 2 and losses[1] < 0.95 * losses[0], losses
