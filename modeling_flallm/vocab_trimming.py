@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import torch
 from tokenizers import Tokenizer, pre_tokenizers
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class TrimResult:
     `original_logits[..., kept_ids]` lines up with the trimmed model's logits.
     """
 
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     model: PreTrainedModel | None
     kept_ids: list[int]
     old_to_new: dict[int, int] = field(init=False, repr=False)
@@ -103,7 +103,7 @@ class TrimResult:
 
 
 def trim_vocabulary(
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     texts: Iterable[str],
     model: PreTrainedModel | None = None,
     keep_tokens: Sequence[str] = (),

@@ -491,6 +491,46 @@ def test_t5_shared_embeddings_and_extra_rows(unigram):
     torch.testing.assert_close(new_logits, old_logits[..., result.kept_ids], rtol=1e-5, atol=1e-6)
 
 
+def test_flallm_model_trims_its_language_model(unigram, tmp_path):
+    """The whole FlaLlmForSignTranslation can be passed: its text_config follows the trimmed language model."""
+    from modeling_flallm import FlaLlmConfig, FlaLlmForSignTranslation
+
+    vision = {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1], "layer_type": "basic"}
+    config = FlaLlmConfig(
+        vision_config=vision,
+        text_config=tiny_mbart(unigram).config.to_dict(),
+        temporal_hidden_size=16,
+        adapter_hidden_size=16,
+        max_frames=64,
+    )
+    torch.manual_seed(0)
+    model = FlaLlmForSignTranslation(config).eval()
+    original = copy.deepcopy(model)
+    features, mask = torch.randn(2, 5, 16), torch.ones(2, 5, dtype=torch.long)
+    labels = unigram(CORPUS[:2], padding=True, return_tensors="pt").input_ids
+    labels[labels == unigram.pad_token_id] = -100
+    with torch.no_grad():
+        old_logits = original(visual_features=features, visual_mask=mask, labels=labels).logits
+
+    result = trim_vocabulary(unigram, CORPUS, model=model)
+    assert model.config.text_config.vocab_size == len(result.kept_ids)
+    assert model.config.text_config.decoder_start_token_id == result.map_ids(unigram.convert_tokens_to_ids("de_DE"))
+    with torch.no_grad():
+        new_logits = model(visual_features=features, visual_mask=mask, labels=result.map_ids(labels)).logits
+    torch.testing.assert_close(new_logits, old_logits[..., result.kept_ids], rtol=1e-5, atol=1e-6)
+
+    restrict = LogitsProcessorList([KeepOnly(result.kept_ids, len(unigram))])
+    old = original.generate(visual_features=features, visual_mask=mask, max_new_tokens=6, logits_processor=restrict)
+    new = model.generate(visual_features=features, visual_mask=mask, max_new_tokens=6)
+    assert new.tolist() == result.map_ids(old.tolist())
+
+    model.save_pretrained(tmp_path)
+    reloaded = FlaLlmForSignTranslation.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        reloaded_logits = reloaded(visual_features=features, visual_mask=mask, labels=result.map_ids(labels)).logits
+    torch.testing.assert_close(reloaded_logits, new_logits)
+
+
 def test_stage2_trims_a_fresh_model_with_find_kept_ids(unigram):
     """Stage 1 keeps only the trimmed tokenizer; stage 2 trims the full LLM to the same vocabulary."""
     result = trim_vocabulary(unigram, CORPUS)
