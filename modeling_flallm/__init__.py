@@ -10,7 +10,10 @@ from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, Aut
 
 from .configuration_flallm import FlaLlmConfig
 from .modeling_flallm import FlaLlmForSignTranslation, FlaLlmOutput, FlaLlmPreTrainedModel
+from .pipeline_flallm import SignLanguageTranslationPipeline  # registers "sign-language-translation"
 from .processing_flallm import FlaLlmProcessor, FlaLlmVideoProcessor
+from .tokenization_flallm import train_tokenizer
+from .vocab_trimming import trim_vocabulary
 
 AutoConfig.register("flallm", FlaLlmConfig, exist_ok=True)
 AutoModel.register(FlaLlmConfig, FlaLlmForSignTranslation, exist_ok=True)
@@ -28,4 +31,7 @@ __all__ = [
     "FlaLlmPreTrainedModel",
     "FlaLlmProcessor",
     "FlaLlmVideoProcessor",
+    "SignLanguageTranslationPipeline",
+    "train_tokenizer",
+    "trim_vocabulary",
 ]

@@ -212,9 +212,10 @@ class FlaLlmProcessor(ProcessorMixin):
     @classmethod
     def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
         # AutoVideoProcessor would need torchvision; load the two parts directly.
-        kwargs.pop("trust_remote_code", None)
+        trust_remote_code = kwargs.pop("trust_remote_code", None)
         video_processor = FlaLlmVideoProcessor.from_pretrained(pretrained_model_name_or_path, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        # The tokenizer reads config.json (model_type "flallm"), which needs remote code without this package.
+        tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, trust_remote_code=trust_remote_code, **kwargs)
         return [video_processor, tokenizer]
 
     def tokenize_targets(self, text: str | list[str], max_length: int | None = None) -> torch.LongTensor:
