@@ -44,3 +44,41 @@ def trained_tiny(max_steps: int = 200):
             if processor.batch_decode(ids) == TEXTS:
                 return model, processor
     raise RuntimeError(f"the tiny model did not learn the four clips in {max_steps} steps (loss {loss.item():.3f})")
+
+
+def translate_without_flallm(model_dir, video_path, generation: dict, work_dir) -> dict:
+    """Run `pipeline(model=model_dir, trust_remote_code=True)` on a clip in a fresh interpreter where
+    modeling_flallm, data_builders and train cannot be imported, whatever is installed.
+
+    Returns {"result": pipeline output, "class": module of the pipeline class, "leaked": flallm modules}.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import json, sys
+
+        class Blocker:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("modeling_flallm", "data_builders", "train"):
+                    raise ModuleNotFoundError(f"{{name}} is blocked in this test")
+
+        sys.meta_path.insert(0, Blocker())
+        from transformers import pipeline
+
+        translator = pipeline(model={str(model_dir)!r}, trust_remote_code=True)
+        result = translator({str(video_path)!r}, **{generation!r})
+        print(json.dumps({{"result": result, "class": type(translator).__module__,
+                          "leaked": [m for m in sys.modules if m.split(".")[0] == "modeling_flallm"]}}))
+    """)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(work_dir / "modules")}
+    env.pop("PYTHONPATH", None)
+    completed = subprocess.run([sys.executable, "-c", script], cwd=work_dir, env=env, stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    # trust_remote_code=True must reach every component: no interactive "run the custom code?" prompt.
+    assert "Do you wish to run the custom code" not in completed.stdout + completed.stderr
+    return json.loads(completed.stdout.strip().splitlines()[-1])

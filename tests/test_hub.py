@@ -98,8 +98,14 @@ def test_cli_push_stage1(stage1_dir, tmp_path):
     assert "/someone/flallm-phoenix-stage1/commit/" in result.stdout
     assert sorted(commit.files) == sorted([
         "README.md", "config.json", "configuration_flallm.py", "metrics_test.json", "metrics_validation.json",
-        "model.safetensors", "processor_config.json", "tokenizer.json", "training_config.yaml"])
+        "model.safetensors", "processor_config.json", "tokenizer.json", "training_config.yaml",
+        "pipeline_flallm.py", "video_io.py"])  # the pipeline's remote code, added by the push
     assert commit.files["model.safetensors"] == (stage1_dir / "model.safetensors").read_bytes()
+    assert commit.files["pipeline_flallm.py"] == (REPO_ROOT / "modeling_flallm" / "pipeline_flallm.py").read_bytes()
+    pushed_config = json.loads(commit.files["config.json"])
+    assert pushed_config["custom_pipelines"] == {"sign-language-translation": hub.PIPELINE_ENTRY}
+    assert pushed_config["auto_map"] == json.loads((stage1_dir / "config.json").read_text())["auto_map"]
+    assert "custom_pipelines" not in json.loads((stage1_dir / "config.json").read_text())  # local file untouched
     assert commit.files["training_config.yaml"] == (stage1_dir / "training_config.yaml").read_bytes()
     # The card was validated by the server before the commit.
     assert state.validated == [commit.files["README.md"].decode()]
@@ -202,3 +208,29 @@ def test_latest_evaluation_of_a_split_wins(stage2_dir):
     (stage2_dir / "metrics_test.json").write_text(json.dumps({**RECORD, "split": "test", "bleu4": 23.5}))
     info = hub.read_run_dir(stage2_dir)
     assert [(r["split"], r["bleu4"]) for r in info.evaluations] == [("test", 23.5)]
+
+
+def test_pushed_training_export_runs_as_remote_code(tmp_path):
+    """A training export (model + processor save_pretrained) pushed, downloaded, and run without flallm."""
+    from _slt_fixtures import TEXTS, VIDEOS, trained_tiny, translate_without_flallm
+    from PIL import Image
+
+    model, processor = trained_tiny()
+    export = tmp_path / "export"
+    model.save_pretrained(export)
+    processor.save_pretrained(export)
+    with HubServer() as server:
+        run_python(["-m", "train.cli", "--log-level", "WARNING", "push", "--model", str(export),
+                    "--repo-id", "someone/tiny", "--stage", "1", "--dataset", "synthetic"], hub_env(server, tmp_path))
+    [commit] = server.state.commits
+    download = tmp_path / "download"
+    for name, content in commit.files.items():
+        (download / name).parent.mkdir(parents=True, exist_ok=True)
+        (download / name).write_bytes(content)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, frame in enumerate(VIDEOS[2]):
+        Image.fromarray(frame).save(frames / f"{i:03d}.png")
+    report = translate_without_flallm(download, frames, {"num_beams": 2, "max_new_tokens": 8}, tmp_path)
+    assert report["result"] == {"translation_text": TEXTS[2]}
+    assert report["leaked"] == []

@@ -28,6 +28,11 @@ import yaml
 logger = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "model_cards"
+# The pipeline's remote code and its config entry, as SignLanguageTranslationPipeline.save_pretrained writes them.
+PIPELINE_SOURCE_DIR = Path(__file__).resolve().parent.parent / "modeling_flallm"
+PIPELINE_FILES = ("pipeline_flallm.py", "video_io.py")
+PIPELINE_TASK = "sign-language-translation"
+PIPELINE_ENTRY = {"impl": "pipeline_flallm.SignLanguageTranslationPipeline", "pt": ["AutoModel"], "type": "multimodal"}
 TRAINING_CONFIG_FILE = "training_config.yaml"
 
 STAGE_NAMES = {1: "visual_initialing", 2: "llm_fine_tuning"}
@@ -245,7 +250,7 @@ def _describe_text_model(text_config: dict, stage: int) -> str:
     width = text_config.get("d_model") or text_config.get("hidden_size")
     shape = f"{kind}, {layers[0]}+{layers[1]} layers, hidden {width}" if all(layers) else f"{kind}, hidden {width}"
     if stage == 1:
-        return f"Light-T ({shape})"
+        return shape  # Light-T: always trained from scratch, so its shape is what describes it
     return text_config.get("_name_or_path") or shape
 
 
@@ -381,6 +386,24 @@ def files_to_upload(model_dir) -> list[str]:
     return selected
 
 
+def _pipeline_additions(info: RunInfo, paths: list[str]) -> dict:
+    """What makes `pipeline(model=repo, trust_remote_code=True)` work without flallm installed.
+
+    A training export holds the model's remote code (auto_map) but not the pipeline's: add
+    `custom_pipelines` to the uploaded config.json (the local file is left alone) and the pipeline
+    modules, as `SignLanguageTranslationPipeline.save_pretrained` would have written them.
+    """
+    if info.config.get("custom_pipelines") or "auto_map" not in info.config:
+        return {}
+    extra = {}
+    for name in PIPELINE_FILES:
+        if name not in paths:
+            extra[name] = (PIPELINE_SOURCE_DIR / name).read_bytes()
+    config = {**info.config, "custom_pipelines": {PIPELINE_TASK: dict(PIPELINE_ENTRY)}}
+    extra["config.json"] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    return extra
+
+
 def push_stage_to_hub(model_dir, repo_id: str, *, stage=None, private: bool | None = None, create_pr: bool = False,
                       commit_message: str | None = None, token: str | None = None, revision: str | None = None,
                       dataset=None, language=None, license=None, base_model=None):
@@ -399,7 +422,9 @@ def push_stage_to_hub(model_dir, repo_id: str, *, stage=None, private: bool | No
         logger.warning("%s/config.json has no auto_map: the model will load only where flallm is installed "
                        "(not with trust_remote_code alone).", model_dir)
     paths = files_to_upload(model_dir)
-    operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(model_dir / p)) for p in paths]
+    extra = _pipeline_additions(info, paths)
+    operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(model_dir / p)) for p in paths if p not in extra]
+    operations += [CommitOperationAdd(path_in_repo=p, path_or_fileobj=content) for p, content in extra.items()]
     operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode("utf-8")))
 
     if commit_message is None:
