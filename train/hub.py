@@ -4,7 +4,9 @@
 directory of a stage (weights, config, processor, remote code), the training configuration and
 metrics found there, and a `README.md` rendered from `model_cards/stage1.md` or `stage2.md`:
 YAML metadata (model-index results, datasets, languages, license, base models, pipeline tag, tags)
-plus prose on the stage, intended use, limitations and how to reproduce.
+plus prose on the stage, intended use, limitations and how to reproduce. When the directory lacks
+the pipeline's code, the push adds it (and `custom_pipelines` to the uploaded config.json), so the
+repository works with `pipeline(model=repo, trust_remote_code=True)` where flallm is not installed.
 
 Besides `save_pretrained` output, the run directory may hold `training_config.yaml` (the config the
 stage was trained with), `metrics.json` and `metrics_<split>.json` (evaluation records, as
