@@ -40,10 +40,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     # Augmentation on (training collator), dropout on, momentum on: all of it must resume exactly.
     settings = {"checkpointing": {"every_steps": 1, "keep_last": 3}, "training": {"epochs": 2},
                 "model": {**stage1_config("x")["model"], "light_t": {**stage1_config("x")["model"]["light_t"], "dropout": 0.3}}}
-    straight = tmp_path / "straight"
-    finish(start(stage1_config(straight, **settings), data_cache))
-
-    killed = tmp_path / "killed"
+    # The uninterrupted run and the run to be killed go side by side (one thread each).
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    uninterrupted = start(stage1_config(straight, **settings), data_cache)
     process = start(stage1_config(killed, **settings), data_cache)
     target = killed / "checkpoints" / "step-00000003" / "trainer_state.json"
     deadline = time.monotonic() + 240
@@ -53,6 +52,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     process.communicate()
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (killed / "metrics.json").exists()
+    finish(uninterrupted)
 
     output = finish(start(stage1_config(killed, **settings), data_cache))
     assert "Resumed from" in output

@@ -354,6 +354,22 @@ def _full_parameters(accelerator, model):
     return contextlib.nullcontext()
 
 
+def sync_batchnorm_statistics(accelerator, model) -> None:
+    """Average BatchNorm running statistics over processes (as timm's `distribute_bn` does).
+
+    DDP all-reduces gradients but not buffers: each process updates its running mean/var from its
+    own batches, so without this the ranks would validate, checkpoint and export different models.
+    """
+    from accelerate.utils import DistributedType
+
+    if accelerator.num_processes == 1 or accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        return
+    for module in accelerator.unwrap_model(model).modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+            for buffer in (module.running_mean, module.running_var):
+                buffer.copy_(accelerator.reduce(buffer.detach().clone(), reduction="mean"))
+
+
 def evaluate(accelerator, model, processor, dataset, config: TrainConfig, split: str, state: TrainerState,
              run_dir: Path) -> dict:
     """Translate and score a split with `train.evaluation.evaluate_model` (each process a shard, all get the
@@ -411,6 +427,12 @@ def _mixed_precision(setting: str) -> str | None:
     if os.environ.get("ACCELERATE_MIXED_PRECISION"):
         return None
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _has_accelerator_device() -> bool:
+    if hasattr(torch, "accelerator"):
+        return torch.accelerator.is_available()
+    return torch.cuda.is_available()
 
 
 def _trackers(report_to):
@@ -494,6 +516,7 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
     output_dir = Path(config.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
     accelerator = Accelerator(
+        cpu=not _has_accelerator_device(),  # several CPU processes (gloo) only form a group with cpu=True
         gradient_accumulation_steps=config.training.gradient_accumulation_steps,
         mixed_precision=_mixed_precision(config.training.mixed_precision),
         log_with=_trackers(config.logging.report_to),
@@ -571,6 +594,7 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
             """Dev evaluation; a new best dev score is exported right away."""
             nonlocal last_eval_step
             last_eval_step = state.global_step
+            sync_batchnorm_statistics(accelerator, model)
             if dev_rows is None:
                 return
             record = evaluate(accelerator, model, processor, dev_rows, config, "validation", state, output_dir)
@@ -635,6 +659,7 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
                     validate_and_export()
                 every = config.checkpointing.every_steps
                 if every and state.global_step % every == 0 and state.batches_in_epoch < batches_per_epoch:
+                    sync_batchnorm_statistics(accelerator, model)
                     checkpointing.save_checkpoint(accelerator, checkpoint_dir, state, config.checkpointing.keep_last)
                 if state.global_step >= total_steps:
                     break
@@ -643,6 +668,7 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
                 every = config.evaluation.every_epochs
                 if every and state.epoch % every == 0 and last_eval_step != state.global_step:
                     validate_and_export()
+            sync_batchnorm_statistics(accelerator, model)
             checkpointing.save_checkpoint(accelerator, checkpoint_dir, state, config.checkpointing.keep_last)
         progress.close()
 
@@ -651,6 +677,7 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
             validate_and_export()
             checkpointing.save_checkpoint(accelerator, checkpoint_dir, state, config.checkpointing.keep_last)
         if dev_rows is None:
+            sync_batchnorm_statistics(accelerator, model)
             export(accelerator, model, processor, config, {})
         metrics = _final_metrics(accelerator, config, splits, state, output_dir)
         if accelerator.is_main_process and config.hub.push_to_hub:
