@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import datasets
+import pyarrow.parquet as pq
+from datasets.utils.file_utils import xopen
 
 from .common import COLUMNS, SPLITS, SignCorpusBuilder, prepared_features
 from .csl_daily import CslDailyBuilder
@@ -45,18 +47,39 @@ def _unwrap(error: datasets.exceptions.DatasetGenerationError) -> BaseException:
 
 
 def _load_prepared(path: str, streaming: bool, cache_dir: str | None):
-    """A dataset written by `flallm prepare` (local folder or Hub repo), with frames left encoded."""
-    dataset = datasets.load_dataset(path, streaming=streaming, cache_dir=cache_dir)
-    for split, part in dataset.items():
-        missing = [column for column in COLUMNS if column not in (part.features or {})]
-        if missing:
-            raise ValueError(f"{path}: split {split} lacks column(s) {missing}; expected a dataset written by `flallm prepare` with columns {list(COLUMNS)}")
-    # keep the JPEG bytes: decode_video then decodes only the frames the sampling keeps
-    dataset = dataset.cast_column("video", datasets.List(datasets.Image(decode=False)))
+    """A dataset written by `flallm prepare` (local folder or Hub repo), with frames left encoded.
+
+    The features are given at load time rather than cast afterwards: casting a List(Image())
+    column rewrites the whole dataset, while this only changes how `video` is decoded (not at
+    all: decode_video then decodes just the frames the sampling keeps).
+    """
+    columns = _columns_of(datasets.load_dataset_builder(path, cache_dir=cache_dir))
+    missing = [column for column in COLUMNS if column not in columns]
+    if missing:
+        raise ValueError(f"{path}: lacks column(s) {missing}; expected a dataset written by `flallm prepare` "
+                         f"with columns {list(COLUMNS)}")
+    features = prepared_features(decode=False)
+    try:
+        dataset = datasets.load_dataset(path, streaming=streaming, cache_dir=cache_dir, features=features)
+    except (ValueError, TypeError, KeyError, datasets.exceptions.DatasetGenerationError) as error:
+        cause = error.__cause__ or error
+        raise ValueError(f"{path}: cannot read it as a dataset written by `flallm prepare` "
+                         f"({type(cause).__name__}: {cause})") from None
     for split in SPLITS:
         if split not in dataset:  # `prepare` writes no file for an empty split
-            dataset[split] = _empty(prepared_features(decode=False), streaming)
+            dataset[split] = _empty(features, streaming)
     return type(dataset)({split: dataset[split] for split in SPLITS})
+
+
+def _columns_of(builder) -> list[str]:
+    """Column names from the dataset card, or else from the first data file's parquet schema."""
+    if builder.info.features is not None:
+        return list(builder.info.features)
+    files = [file for split_files in (builder.config.data_files or {}).values() for file in split_files]
+    if not files:
+        return []
+    with xopen(files[0], "rb") as handle:
+        return pq.read_schema(handle).names
 
 
 def _empty(features: datasets.Features, streaming: bool = False):

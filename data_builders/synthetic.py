@@ -93,12 +93,12 @@ REST_COLOUR = np.array((150, 150, 150), dtype=np.float32)
 # body units: x from the body's centre line (negative = the signer's dominant side, image left),
 # y from the top of the frame; 1 unit = the frame height times the signer's scale
 LOCATIONS = {"forehead": (0.0, 0.20), "chin": (0.0, 0.43), "chest": (0.0, 0.64), "belly": (0.0, 0.86),
-             "side": (-0.33, 0.58), "other-side": (0.31, 0.74)}
+             "side": (-0.27, 0.58), "other-side": (0.26, 0.74)}
 LOCATION_XY = np.array(list(LOCATIONS.values()), dtype=np.float32)
 MOTIONS = ("hold", "side-to-side", "up-down", "circle")
 REST_XY = (-0.24, 1.02)
 HAND_SIZE = 0.085
-MOTION_AMPLITUDE = 0.10
+MOTION_AMPLITUDE = 0.09
 LANGUAGE_SEED = 20240318  # fixes which code each gloss gets; the same for every corpus seed
 
 
@@ -290,8 +290,8 @@ def _signer_pool(num_signers: int, seed: int) -> list[dict]:
             "skin": skins[rng.integers(len(skins))] + rng.uniform(-12, 12, 3),
             "hair": rng.uniform(10, 90) * np.array([1.0, rng.uniform(0.7, 1.0), rng.uniform(0.4, 0.9)]),
             "shirt": grey + rng.uniform(-25, 25, 3),
-            "x": rng.uniform(-0.08, 0.08), "y": rng.uniform(-0.04, 0.04),
-            "scale": rng.uniform(0.85, 1.1), "speed": rng.uniform(0.8, 1.25), "glove": rng.uniform(0.88, 1.05),
+            "x": rng.uniform(-0.05, 0.05), "y": rng.uniform(-0.04, 0.04),
+            "scale": rng.uniform(0.85, 1.05), "speed": rng.uniform(0.8, 1.25), "glove": rng.uniform(0.88, 1.05),
         })
     return signers
 

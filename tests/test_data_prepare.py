@@ -199,3 +199,10 @@ def test_push_to_hub_uploads_card_and_shards_only(tmp_path):
     assert sorted(files) == ["README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet",
                              "data/validation-00000-of-00001.parquet"]
     assert files["README.md"] == (tmp_path / "out" / "README.md").read_bytes()
+
+
+def test_a_folder_that_is_not_a_prepared_dataset_is_named(tmp_path):
+    (tmp_path / "data").mkdir()
+    datasets.Dataset.from_dict({"id": ["a"], "text": ["b"]}).to_parquet(str(tmp_path / "data" / "train-00000.parquet"))
+    with pytest.raises(ValueError, match=rf"{tmp_path}: lacks column\(s\) \['gloss', 'signer', 'num_frames', 'fps', 'video'\]"):
+        load_sign_dataset(str(tmp_path), cache_dir=str(tmp_path / "cache"))
