@@ -2,6 +2,9 @@
 
 import copy
 
+import pytest
+import torch
+
 from data_builders import load_sign_dataset
 
 TINY_VISION = {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1], "layer_type": "basic"}
@@ -44,3 +47,12 @@ def tiny_corpus(cache_dir, num_train: int = 16, num_validation: int = 4, num_tes
     """The synthetic corpus at 16x16 pixels, a few short clips per split."""
     return load_sign_dataset("synthetic", cache_dir=str(cache_dir), num_train=num_train, num_validation=num_validation,
                              num_test=num_test, resolution=16, fps=8.0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """Tiny models train faster on one thread (and far faster than two on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

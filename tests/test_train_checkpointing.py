@@ -7,6 +7,7 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
+from _train_fixtures import single_thread  # noqa: F401  (autouse)
 from _train_fixtures import stage1_config, tiny_corpus
 from modeling_flallm import FlaLlmForSignTranslation
 from train import checkpointing, trainer

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from _train_fixtures import single_thread  # noqa: F401  (autouse)
 from _train_fixtures import tiny_corpus
 from data_builders import SignTranslationCollator
 from modeling_fixtures import tiny_model, tiny_processor

@@ -10,6 +10,7 @@ import yaml
 from transformers import MBartConfig, MBartForConditionalGeneration, pipeline
 
 from data_builders import synthetic_text
+from _train_fixtures import single_thread  # noqa: F401  (autouse)
 from _train_fixtures import TINY_LIGHT_T, stage1_config, tiny_corpus
 from modeling_fixtures import tiny_model
 from modeling_flallm import FlaLlmForSignTranslation, FlaLlmProcessor

@@ -344,12 +344,12 @@ def build_optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
 
 
 def _full_parameters(accelerator, model):
-    """FSDP shards parameters: generation needs them gathered (ZeRO-3 DeepSpeed is not supported here)."""
-    from accelerate.utils import DistributedType
+    """FSDP (v1) shards parameters: generation needs them gathered first, since each process translates
+    a different shard and beam search calls the model a different number of times on each.
+    FSDP2 and DeepSpeed ZeRO-3 are not supported for validation (see README)."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
 
-    if accelerator.distributed_type == DistributedType.FSDP:
-        from torch.distributed.fsdp import FullyShardedDataParallel
-
+    if isinstance(model, FullyShardedDataParallel):
         return FullyShardedDataParallel.summon_full_params(model, writeback=False)
     return contextlib.nullcontext()
 
@@ -626,7 +626,7 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
                     if accelerator.sync_gradients and accelerator.scaler is None:
                         # The norm is needed anyway to catch inf gradients before they reach the weights.
                         grad_norm = accelerator.clip_grad_norm_(trainable, config.training.max_grad_norm or math.inf)
-                        if not torch.isfinite(grad_norm):
+                        if grad_norm is not None and not torch.isfinite(torch.as_tensor(grad_norm)):  # DeepSpeed: may be None
                             raise NonFiniteLossError(_nonfinite_message("gradient norm", grad_norm, state, checkpoint_dir))
                     elif accelerator.sync_gradients and config.training.max_grad_norm:
                         accelerator.clip_grad_norm_(trainable, config.training.max_grad_norm)  # fp16: the scaler skips inf steps
