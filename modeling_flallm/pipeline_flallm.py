@@ -89,4 +89,11 @@ class SignLanguageTranslationPipeline(Pipeline):
         self.processor.save_pretrained(save_directory)
 
 
-PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=SignLanguageTranslationPipeline, pt_model=AutoModel, type="multimodal")
+_registered = PIPELINE_REGISTRY.supported_tasks.get(TASK)
+if _registered is not None and _registered["impl"].__name__ == SignLanguageTranslationPipeline.__name__:
+    # Another copy of this module registered the task (the installed package, or a checkpoint's remote
+    # code): keep it rather than replace it with a warning, but let this class save its entry too.
+    SignLanguageTranslationPipeline._registered_impl = {TASK: {**_registered, "impl": SignLanguageTranslationPipeline}}
+else:
+    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=SignLanguageTranslationPipeline, pt_model=AutoModel,
+                                        type="multimodal")

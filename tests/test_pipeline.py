@@ -15,6 +15,7 @@ import torch
 from _slt_fixtures import TEXTS, VIDEOS, trained_tiny, translate_without_flallm
 from PIL import Image
 from transformers import pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
 
 import modeling_flallm  # noqa: F401  (registers the model classes)
 from modeling_flallm.pipeline_flallm import SignLanguageTranslationPipeline
@@ -135,6 +136,15 @@ def test_saved_pipeline_carries_its_remote_code(translator, tmp_path):
     # `flallm push` adds the same entry to training exports (train.hub.PIPELINE_ENTRY).
     assert config["custom_pipelines"] == {"sign-language-translation": hub.PIPELINE_ENTRY}
     assert {"pipeline_flallm.py", "video_io.py", "processor_config.json", "tokenizer.json"} <= set(os.listdir(tmp_path))
+
+    # Loading that copy as remote code in this process keeps the package's registration, and the
+    # remote class can save itself again.
+    remote = pipeline(model=str(tmp_path), trust_remote_code=True)
+    assert type(remote).__module__.startswith("transformers_modules.")
+    assert PIPELINE_REGISTRY.supported_tasks["sign-language-translation"]["impl"] is SignLanguageTranslationPipeline
+    assert remote(VIDEOS[0], **GENERATION) == {"translation_text": TEXTS[0]}
+    remote.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["custom_pipelines"] == config["custom_pipelines"]
 
 
 def test_saved_pipeline_loads_as_remote_code_without_the_package(translator, tmp_path):
