@@ -243,10 +243,28 @@ def load_config(source: str | os.PathLike | dict | TrainConfig, overrides=()) ->
     elif isinstance(source, dict):
         data, name = copy.deepcopy(source), "config"
     else:
+        source = resolve_config_path(source)
         data, name = read_yaml(source), str(source)
     for override in overrides:
         apply_override(data, override)
     return TrainConfig.from_dict(data, source=name)
+
+
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def resolve_config_path(path: str | os.PathLike) -> Path:
+    """`path` itself when it exists; otherwise the shipped config of that name, so that
+    `phoenix14t_stage1.yaml`, `ablations/joint_end_to_end` or `train/configs/demo_stage1.yaml`
+    work from any directory (and from an installed package)."""
+    path = Path(path).expanduser()
+    if path.exists() or path.is_absolute():
+        return path
+    relative = path.as_posix().removeprefix("train/configs/")
+    for candidate in (SHIPPED_CONFIGS / relative, SHIPPED_CONFIGS / f"{relative}.yaml"):
+        if candidate.is_file():
+            return candidate
+    return path
 
 
 def read_yaml(path: str | os.PathLike, _seen: tuple = ()) -> dict:
