@@ -37,6 +37,7 @@ class DataConfig:
 
     dataset: str = "synthetic"  # phoenix14t | csl_daily | how2sign | synthetic | folder of a prepared dataset
     data_dir: str | None = None  # the raw release (not needed for synthetic or prepared datasets)
+    cache_dir: str | None = None  # where `datasets` builds raw/synthetic corpora (null: its default cache)
     options: dict = field(default_factory=dict)  # corpus options, e.g. {skip_bad_samples: true}
     language: str | None = None  # metric language (de/zh/en); null: the corpus's language
     train_split: str = "train"

@@ -464,6 +464,20 @@ def _resume_checkpoint(config: TrainConfig, checkpoint_dir: Path) -> Path | None
     return path
 
 
+def _warn_about_changes(previous_path: Path, config: TrainConfig) -> None:
+    """A resumed run may change settings (more epochs, another lr); say which, since results then differ."""
+    import yaml
+
+    if not previous_path.is_file():
+        return
+    before = _flat(yaml.safe_load(previous_path.read_text(encoding="utf-8")) or {})
+    after = _flat(config.to_dict())
+    changed = [f"{key}: {before.get(key)!r} -> {after.get(key)!r}" for key in sorted(set(before) | set(after))
+               if before.get(key) != after.get(key) and key != "checkpointing.resume"]
+    if changed:
+        logger.warning("Resuming with a changed config: %s", "; ".join(changed))
+
+
 def _flat(data: dict, prefix: str = "") -> dict:
     """Config as scalar hyperparameters for the trackers."""
     flat = {}
@@ -483,7 +497,8 @@ def _load_splits(config: TrainConfig, datasets):
     if datasets is None:
         from data_builders import load_sign_dataset
 
-        datasets = load_sign_dataset(config.data.dataset, config.data.data_dir, **config.data.options)
+        datasets = load_sign_dataset(config.data.dataset, config.data.data_dir, cache_dir=config.data.cache_dir,
+                                     **config.data.options)
     splits = {}
     for role, name in (("train", config.data.train_split), ("validation", config.data.validation_split),
                        ("test", config.data.test_split)):
@@ -531,6 +546,8 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
     try:
         resume_from = _resume_checkpoint(config, checkpoint_dir)
         if accelerator.is_main_process:
+            if resume_from is not None:
+                _warn_about_changes(output_dir / "training_config.yaml", config)
             checkpointing.write_text_atomic(output_dir / "training_config.yaml", config.to_yaml())
         logger.info("Stage %d on %s (%d process(es), mixed precision %s), output %s", config.stage, accelerator.device,
                     accelerator.num_processes, accelerator.mixed_precision, output_dir)

@@ -1,0 +1,49 @@
+"""`flallm train` from the command line: a YAML file, overrides, the summary, and the NaN exit status."""
+
+import json
+
+import yaml
+
+from _train_fixtures import single_thread  # noqa: F401  (autouse)
+from _train_fixtures import stage1_config
+from modeling_flallm import FlaLlmForSignTranslation
+from train import cli
+
+
+def write_config(tmp_path) -> str:
+    config = stage1_config(tmp_path / "unused", training={"epochs": 1})
+    config["data"]["options"] = {"num_train": 8, "num_validation": 2, "num_test": 2, "resolution": 16, "fps": 8.0}
+    config["data"]["cache_dir"] = str(tmp_path / "data")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_train_command_runs_a_stage_and_prints_a_summary(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    status = cli.main(["train", "--config", write_config(tmp_path), "--output-dir", str(run_dir),
+                       "training.batch_size=8", "data.test_split=test", "--no-resume"])
+    assert status == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["export_dir"] == str(run_dir / "best") and summary["best_step"] == 1
+    assert set(summary["test"]) == {"bleu1", "bleu2", "bleu3", "bleu4", "rougeL"}
+    saved = yaml.safe_load((run_dir / "training_config.yaml").read_text())
+    assert saved["training"]["batch_size"] == 8 and saved["output_dir"] == str(run_dir)
+    # Running the finished run again resumes from its last checkpoint and changes nothing.
+    assert cli.main(["train", "--config", write_config(tmp_path), "--output-dir", str(run_dir),
+                     "training.batch_size=8", "data.test_split=test", "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["best_step"] == 1
+
+
+def test_nonfinite_loss_exits_with_status_1(tmp_path, monkeypatch, caplog):
+    forward = FlaLlmForSignTranslation.forward
+
+    def nan_forward(self, *args, **kwargs):
+        output = forward(self, *args, **kwargs)
+        output.loss = output.loss * float("nan")
+        return output
+
+    monkeypatch.setattr(FlaLlmForSignTranslation, "forward", nan_forward)
+    status = cli.main(["train", "--config", write_config(tmp_path), "--output-dir", str(tmp_path / "run")])
+    assert status == 1
+    assert "loss is not finite" in caplog.text and "no checkpoint was written yet" in caplog.text
