@@ -154,19 +154,23 @@ def test_frames_of_different_sizes_are_named(tmp_path):
 
 
 class _Payload:
+    """Unpickling this creates a file: the proof that a pickle ran code."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
     def __reduce__(self):
-        return (open, ("/tmp/flallm-pickle-was-executed", "w"))
+        return (open, (self.path, "w"))
 
 
 def test_label_pickle_with_code_is_refused(tmp_path):
     release = write_csl_daily(tmp_path / "raw")
     labels = release / "sentence_label" / "csl2020ct_v2.pkl"
-    labels.write_bytes(pickle.dumps({"info": [], "hook": _Payload()}))
+    witness = tmp_path / "pickle-was-executed"
+    labels.write_bytes(pickle.dumps({"info": [], "hook": _Payload(witness)}))
     with pytest.raises(ValueError, match=r"csl2020ct_v2\.pkl: refusing to load (io|builtins)\.open .*only plain builtin types"):
         _load("csl_daily", release, tmp_path)
-    from pathlib import Path
-
-    assert not Path("/tmp/flallm-pickle-was-executed").exists()
+    assert not witness.exists()
     labels.write_bytes(pickle.dumps({"info": [], "array": np.zeros(2)}))
     with pytest.raises(ValueError, match="refusing to load numpy"):
         load_plain_pickle(labels)

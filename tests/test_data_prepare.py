@@ -18,7 +18,7 @@ import yaml
 from data_builders import decode_video, load_sign_dataset
 from data_builders import prepare as prepare_module
 from data_builders.prepare import prepare_dataset
-from data_builders.testing import frame_value, write_csl_daily, write_phoenix14t
+from data_builders.testing import write_csl_daily, write_phoenix14t
 from train.cli import main as cli_main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
