@@ -115,3 +115,13 @@ def test_cli_print_config(capsys):
     assert cli.main(["train", "--config", str(path), "--print-config", "optimizer.lr=3e-5", "--output-dir", "/tmp/r"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["optimizer"]["lr"] == 3e-5 and printed["output_dir"] == "/tmp/r" and printed["export_dir"] == "/tmp/r/best"
+
+
+def test_shipped_configs_are_found_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("phoenix14t_stage1.yaml", "train/configs/phoenix14t_stage1.yaml", "ablations/joint_end_to_end"):
+        assert load_config(name).output_dir.startswith("runs/")
+    (tmp_path / "phoenix14t_stage1.yaml").write_text("stage: 2\n")  # a local file wins
+    assert load_config("phoenix14t_stage1.yaml").stage == 2
+    with pytest.raises(FileNotFoundError, match="nothing.yaml"):
+        load_config("nothing.yaml")
