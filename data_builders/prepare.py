@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .common import SPLITS, BadSampleError, SkipLog, prepared_features
 from .loading import BUILDERS, get_builder
-from .video_io import decode_video, encode_jpeg, resize_frame
+from .video_io import encode_jpeg, iter_frames, resize_frame
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +62,12 @@ def _shard_plan(rows: dict[str, list[dict]], examples_per_shard: int) -> list[di
 
 def _encode_example(builder, row: dict, resolution: int | None, quality: int) -> dict:
     example = builder.resolve(row)
-    try:
-        frames = decode_video(example["video"])
+    try:  # frame by frame: memory stays at one decoded frame
+        video = [{"bytes": encode_jpeg(resize_frame(frame, resolution), quality), "path": None}
+                 for frame in iter_frames(example["video"])]
     except (ValueError, OSError) as error:
         raise BadSampleError(f"{builder.CORPUS} sample {example['id']}", str(error), reason="samples with unreadable frames") from None
-    return {
-        **{key: example[key] for key in ("id", "text", "gloss", "signer", "fps")},
-        "num_frames": len(frames),
-        "video": [{"bytes": encode_jpeg(resize_frame(frame, resolution), quality), "path": None} for frame in frames],
-    }
+    return {**{key: example[key] for key in ("id", "text", "gloss", "signer", "fps")}, "num_frames": len(video), "video": video}
 
 
 def _write_shard(job: dict, progress=None) -> dict:

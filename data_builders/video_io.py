@@ -18,7 +18,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -222,6 +222,40 @@ def decode_video(video: Any, indices: Sequence[int] | np.ndarray | None = None) 
     if isinstance(video, (list, tuple)):
         return _decode_list(video, indices)
     raise TypeError(f"cannot decode a video from {type(video).__name__}")
+
+
+def iter_frames(video: Any) -> Iterator[np.ndarray]:
+    """Every frame of `video` in order, one at a time, so long high-resolution clips (a 720p How2Sign
+    clip is ~0.5 GB decoded) never sit in memory whole. Accepts what `decode_video` accepts."""
+    if isinstance(video, dict) and not video.get("synthetic"):
+        if video.get("frames"):
+            folder = Path(video["path"])
+            shape = None
+            for name in video["frames"]:
+                frame = read_image(folder / name)
+                if shape is not None and frame.shape != shape:
+                    raise ValueError(f"{folder / name}: frame is {frame.shape[1]}x{frame.shape[0]}, expected {shape[1]}x{shape[0]} like the first frame")
+                shape = frame.shape
+                yield frame
+            return
+        video = video.get("path") or video
+    if isinstance(video, (str, os.PathLike)) and Path(video).is_file():
+        import av
+
+        with _open_video(str(video)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{video}: no video stream; expected a video file")
+            count = 0
+            try:
+                for frame in container.decode(container.streams.video[0]):
+                    count += 1
+                    yield frame.to_ndarray(format="rgb24")
+            except av.error.FFmpegError as error:
+                raise ValueError(f"{video}: could not decode the video after {count} frames ({error})") from None
+            if count == 0:
+                raise ValueError(f"{video}: video has no decodable frames")
+        return
+    yield from decode_video(video)
 
 
 def resize_frame(frame: np.ndarray, short_side: int | None) -> Image.Image:

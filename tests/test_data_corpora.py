@@ -27,6 +27,7 @@ from data_builders.testing import (
     write_how2sign,
     write_phoenix14t,
 )
+from data_builders.video_io import iter_frames
 
 WRITERS = {"phoenix14t": write_phoenix14t, "csl_daily": write_csl_daily, "how2sign": write_how2sign}
 WORDS = {"phoenix14t": GERMAN, "csl_daily": CHINESE, "how2sign": ENGLISH}
@@ -131,6 +132,9 @@ def test_decode_video_accepts_paths_arrays_and_images(tmp_path):
     for j, frame in enumerate(from_file):
         Image.fromarray(frame).save(folder / f"{j:03d}.png")
     np.testing.assert_array_equal(decode_video(folder), from_file)
+    np.testing.assert_array_equal(np.stack(list(iter_frames(clip))), from_file)  # what prepare reads, frame by frame
+    reference = {"path": str(folder), "frames": sorted(p.name for p in folder.iterdir()), "synthetic": ""}
+    np.testing.assert_array_equal(np.stack(list(iter_frames(reference))), from_file)
     np.testing.assert_array_equal(decode_video(from_file, [2]), from_file[[2]])
     images = [Image.fromarray(frame) for frame in from_file]
     np.testing.assert_array_equal(decode_video(images, [0, 2]), from_file[[0, 2]])

@@ -18,7 +18,7 @@ import yaml
 from data_builders import decode_video, load_sign_dataset
 from data_builders import prepare as prepare_module
 from data_builders.prepare import prepare_dataset
-from data_builders.testing import write_csl_daily, write_phoenix14t
+from data_builders.testing import write_csl_daily, write_how2sign, write_phoenix14t
 from train.cli import main as cli_main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +65,15 @@ def test_load_sign_dataset_reads_prepared_frames_lazily(phoenix):
     assert np.abs(frames.astype(int) - expected.astype(int)).max() <= 4
     streamed = next(iter(load_sign_dataset(str(output), streaming=True)["validation"]))
     assert streamed["id"] == example["id"] and decode_video(streamed["video"], [1]).shape == (1, 26, 21, 3)
+
+
+def test_how2sign_clips_are_prepared_frame_by_frame(tmp_path):
+    release = write_how2sign(tmp_path / "raw", size=(16, 24))
+    raw = load_sign_dataset("how2sign", release, cache_dir=str(tmp_path / "cache"))["validation"]
+    output = prepare_dataset("how2sign", tmp_path / "out", data_dir=release, resolution=8)
+    prepared = load_sign_dataset(str(output))["validation"]
+    assert prepared["num_frames"] == raw["num_frames"] and prepared["fps"] == raw["fps"]
+    assert decode_video(prepared[0]["video"]).shape == (raw[0]["num_frames"], 8, 12, 3)  # 16x24 -> shorter side 8
 
 
 def test_resolution_caps_the_shorter_side(tmp_path):
