@@ -10,7 +10,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
 )
 
-ADAPTER_INPUTS = ("sign", "frame")
+ADAPTER_INPUTS = ("sign", "frame", "light_t")
 FREEZE_CHOICES = ("none", "backbone", "visual_encoder")
 STAGES = ("visual_initialing", "llm_fine_tuning")
 
@@ -71,7 +71,14 @@ class FlaLlmConfig(PreTrainedConfig):
             Hidden layer of the adapter MLP (VL-Adapter in stage 1, LLM-Adapter in stage 2).
         adapter_input (`str`, *optional*, defaults to `"sign"`):
             `"sign"`: the temporal module's output feeds the adapter (best in the paper);
-            `"frame"`: the backbone's per-frame features do (no temporal module).
+            `"frame"`: the backbone's per-frame features do (no temporal module); `"light_t"`: the
+            hidden states of the stage-1 Light-T encoder do (the frozen stage-1 VL-adapter and Light-T
+            encoder then belong to the visual encoder; see `light_t_config`). The paper's Table 8.
+        light_t_config (`dict` or `PreTrainedConfig`, *optional*):
+            With `adapter_input="light_t"`: the stage-1 Light-T config whose encoder is kept.
+        light_t_adapter_hidden_size (`int`, *optional*):
+            With `adapter_input="light_t"`: hidden size of the kept stage-1 VL-adapter
+            (default: `adapter_hidden_size`).
         freeze (`str`, *optional*, defaults to `"none"`):
             `"none"`, `"backbone"` or `"visual_encoder"` (backbone + temporal module). Frozen parts get
             no gradients and keep BatchNorm running statistics fixed.
@@ -95,10 +102,13 @@ class FlaLlmConfig(PreTrainedConfig):
     sub_configs_defaults = {
         "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="resnet", init_kwargs=RESNET18_DEFAULTS),
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="mbart", init_kwargs=LIGHT_T_DEFAULTS),
+        "light_t_config": SubConfigSpec(config_class=AutoConfig, model_type="mbart", optional=True),
     }
 
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
+    light_t_config: dict | PreTrainedConfig | None = None
+    light_t_adapter_hidden_size: int | None = None
     frame_sample_rate: int = 4
     temporal_kernel_size: int = 5
     temporal_hidden_size: int = 1024
@@ -137,6 +147,12 @@ class FlaLlmConfig(PreTrainedConfig):
         check("temporal_hidden_size", self.temporal_hidden_size >= 1, "an integer >= 1")
         check("adapter_hidden_size", self.adapter_hidden_size >= 1, "an integer >= 1")
         check("adapter_input", self.adapter_input in ADAPTER_INPUTS, f"one of {ADAPTER_INPUTS}")
+        if self.adapter_input == "light_t" and not getattr(self.light_t_config, "is_encoder_decoder", False):
+            raise ValueError(
+                "FlaLlmConfig.light_t_config is required with adapter_input='light_t': the config of the stage-1 "
+                "encoder-decoder (Light-T) whose encoder states feed the adapter. Build such a model with "
+                "FlaLlmForSignTranslation.from_stage1(stage1, language_model, adapter_input='light_t')."
+            )
         check("freeze", self.freeze in FREEZE_CHOICES, f"one of {FREEZE_CHOICES}")
         check("max_frames", self.max_frames >= 1, "an integer >= 1")
         check("label_smoothing", 0.0 <= self.label_smoothing < 1.0, "a float in [0, 1)")

@@ -72,7 +72,11 @@ class FlaLlmTemporalModule(nn.Module):
 
 
 class FlaLlmVisualEncoder(nn.Module):
-    """Per-frame ResNet features, then the local temporal module."""
+    """Per-frame ResNet features, then the local temporal module.
+
+    With `adapter_input="light_t"` it also holds the stage-1 VL-adapter and Light-T encoder, and
+    returns the Light-T encoder's hidden states (the paper's third adapter-input variant).
+    """
 
     def __init__(self, config: FlaLlmConfig):
         super().__init__()
@@ -80,12 +84,21 @@ class FlaLlmVisualEncoder(nn.Module):
         self.feature_size = config.vision_config.hidden_sizes[-1]
         self.temporal = (
             FlaLlmTemporalModule(self.feature_size, config.temporal_hidden_size, config.temporal_kernel_size)
-            if config.adapter_input == "sign"
+            if config.adapter_input in ("sign", "light_t")
             else None
         )
+        self.vl_adapter = self.light_t_encoder = None
+        if config.adapter_input == "light_t":
+            light_t = config.light_t_config
+            hidden_size = config.light_t_adapter_hidden_size or config.adapter_hidden_size
+            self.vl_adapter = FlaLlmAdapter(config.temporal_hidden_size, hidden_size, light_t.hidden_size)
+            self.light_t_encoder = AutoModelForSeq2SeqLM.from_config(light_t).get_encoder()
+            self.light_t_scale = math.sqrt(light_t.hidden_size) if getattr(light_t, "scale_embedding", False) else 1.0
 
     @property
     def output_size(self) -> int:
+        if self.light_t_encoder is not None:
+            return self.vl_adapter.linear_2.out_features
         return self.temporal.conv.out_channels if self.temporal is not None else self.feature_size
 
     def frame_features(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
@@ -101,6 +114,11 @@ class FlaLlmVisualEncoder(nn.Module):
         features = self.frame_features(pixel_values, pixel_mask)
         if self.temporal is not None:
             features = self.temporal(features, pixel_mask)
+        if self.light_t_encoder is not None:
+            padding = ~pixel_mask.bool()[..., None]
+            embeds = (self.vl_adapter(features) * self.light_t_scale).masked_fill(padding, 0.0)
+            features = self.light_t_encoder(inputs_embeds=embeds, attention_mask=pixel_mask).last_hidden_state
+            features = features.masked_fill(padding, 0.0)
         return features
 
 
@@ -464,13 +482,30 @@ class FlaLlmForSignTranslation(FlaLlmPreTrainedModel, GenerationMixin):
             "stage": "llm_fine_tuning",
         }
         settings.update(config_overrides)
+        keep_light_t = settings["adapter_input"] == "light_t"
+        if keep_light_t:
+            if stage1_config.adapter_input != "sign" or not stage1_config.is_encoder_decoder:
+                raise ValueError(
+                    "adapter_input='light_t' needs a stage-1 model with sign-wise features and an encoder-decoder "
+                    f"Light-T; this one has adapter_input={stage1_config.adapter_input!r}."
+                )
+            settings["light_t_config"] = stage1_config.text_config.to_dict()
+            settings["light_t_adapter_hidden_size"] = stage1_config.adapter_hidden_size
         config = FlaLlmConfig(
             vision_config=stage1_config.vision_config.to_dict(), text_config=language_model.config.to_dict(), **settings
         )
         model = cls(config, language_model=language_model)
-        missing, unexpected = model.visual_encoder.load_state_dict(stage1.visual_encoder.state_dict(), strict=False)
-        if unexpected or (missing and config.adapter_input == stage1_config.adapter_input):
-            raise ValueError(f"Stage-1 visual encoder does not fit: missing {missing}, unexpected {unexpected}.")
+        # Take what the stage-2 encoder has (frame-wise input drops the temporal module); the
+        # Light-T parts come from the stage-1 adapter and language model below.
+        target = model.visual_encoder.state_dict()
+        shared = {k: v for k, v in stage1.visual_encoder.state_dict().items() if k in target}
+        missing = [k for k in target if k not in shared and not k.startswith(("vl_adapter.", "light_t_encoder."))]
+        if missing:
+            raise ValueError(f"The stage-1 visual encoder does not fit the stage-2 config: it lacks {missing}.")
+        model.visual_encoder.load_state_dict(shared, strict=False)
+        if keep_light_t:
+            model.visual_encoder.vl_adapter.load_state_dict(stage1.adapter.state_dict())
+            model.visual_encoder.light_t_encoder.load_state_dict(stage1.language_model.get_encoder().state_dict())
         if language_model.generation_config is not None:
             model.generation_config = GenerationConfig.from_dict(language_model.generation_config.to_dict())
         model.generation_config.num_beams = stage1.generation_config.num_beams

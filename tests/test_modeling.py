@@ -303,3 +303,37 @@ def test_lora_adapters_train_save_load_and_merge(tmp_path):
     torch.testing.assert_close(model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).logits, expected, atol=1e-5, rtol=1e-4)
     model.save_pretrained(tmp_path / "merged")
     assert AutoModel.from_pretrained(tmp_path / "merged").config.use_lora is False
+
+
+def test_stage2_adapter_input_light_t_states_reproduce_stage1_encoder(tmp_path):
+    """Paper's Table 8, third variant: the LLM-adapter reads the stage-1 Light-T encoder's states."""
+    stage1 = tiny_model(seed=0)
+    train_steps(stage1, steps=1)
+    stage1.eval()
+    stage2 = FlaLlmForSignTranslation.from_stage1(
+        stage1, language_model=tiny_model(tiny_llama_config(), seed=1).language_model, adapter_input="light_t"
+    ).eval()
+    pixel_values, pixel_mask = batch(lengths=(6, 3))
+    features, mask = stage2.get_visual_features(pixel_values, pixel_mask)
+
+    sign_features, _ = stage1.get_visual_features(pixel_values, pixel_mask)
+    embeds, _, _ = stage1._visual_embeddings(None, None, sign_features, pixel_mask)
+    expected = stage1.language_model.get_encoder()(inputs_embeds=embeds, attention_mask=pixel_mask).last_hidden_state
+    torch.testing.assert_close(features[0], expected[0])
+    torch.testing.assert_close(features[1, :3], expected[1, :3])
+    assert torch.all(features[1, 3:] == 0)
+
+    before = {k: v.clone() for k, v in stage2.visual_encoder.state_dict().items()}
+    train_steps(stage2, steps=2)
+    assert all(torch.equal(before[k], v) for k, v in stage2.visual_encoder.state_dict().items())
+    stage2.save_pretrained(tmp_path)
+    reloaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert reloaded.config.adapter_input == "light_t" and reloaded.config.light_t_config.model_type == "mbart"
+    torch.testing.assert_close(reloaded.get_visual_features(pixel_values, pixel_mask)[0], stage2.eval().get_visual_features(pixel_values, pixel_mask)[0])
+
+
+def test_stage2_adapter_input_frame_skips_the_temporal_module():
+    stage2 = FlaLlmForSignTranslation.from_stage1(tiny_model(seed=0), language_model=tiny_model(seed=1).language_model, adapter_input="frame")
+    assert stage2.visual_encoder.temporal is None
+    features, _ = stage2.eval().get_visual_features(*batch())
+    assert features.shape[-1] == TINY_VISION["hidden_sizes"][-1]
