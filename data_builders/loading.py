@@ -35,8 +35,8 @@ def get_builder(name: str, data_dir: str | os.PathLike | None = None, cache_dir:
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"{name}: unknown option(s) {unknown}; expected some of {sorted(known)}")
-    if data_dir is not None:
-        options["data_dir"] = str(data_dir)
+    if data_dir is not None:  # absolute: the cache is keyed by this string
+        options["data_dir"] = str(Path(data_dir).expanduser().resolve())
     return builder_class(cache_dir=cache_dir, **options)
 
 
@@ -94,6 +94,7 @@ def load_sign_dataset(
     streaming: bool = False,
     cache_dir: str | None = None,
     num_proc: int | None = None,
+    rebuild: bool = False,
     **options,
 ) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     """train / validation / test splits of a corpus, all with columns id, text, gloss, signer, num_frames, fps, video.
@@ -101,6 +102,7 @@ def load_sign_dataset(
     name: phoenix14t, csl_daily, how2sign, synthetic, or the folder (or Hub id) of a prepared dataset.
     data_dir: the raw release (not needed for synthetic or prepared datasets).
     options: corpus options, e.g. skip_bad_samples=True, or seed/num_train/resolution/... for synthetic.
+    rebuild: rebuild a raw corpus's cached dataset (after the release on disk changed).
     Decode a `video` value with `decode_video(example["video"], indices)`.
     """
     if name not in BUILDERS:
@@ -113,7 +115,11 @@ def load_sign_dataset(
     try:
         if streaming:
             return datasets.IterableDatasetDict(builder.as_streaming_dataset())
-        builder.download_and_prepare(num_proc=num_proc)
+        if rebuild:  # the old split sizes (read from the cache) must not be checked against the new ones
+            builder.download_and_prepare(num_proc=num_proc, download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD,
+                                         verification_mode=datasets.VerificationMode.NO_CHECKS)
+        else:
+            builder.download_and_prepare(num_proc=num_proc)
     except datasets.exceptions.DatasetGenerationError as error:
         raise _unwrap(error) from None
     splits = {}

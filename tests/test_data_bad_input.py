@@ -52,10 +52,15 @@ def test_sample_without_frames_errors_or_is_skipped_with_a_count(tmp_path, caplo
         folder.rmdir()
     with pytest.raises(ValueError, match=rf"sample {folder.name} .*(does not exist|holds no \.png)"):
         _load("phoenix14t", release, tmp_path)
+    assert len(_load("phoenix14t", release, tmp_path / "before", skip_bad_samples=True)["train"]) == 2
     with caplog.at_level(logging.WARNING):
         dataset = _load("phoenix14t", release, tmp_path / "skip", skip_bad_samples=True)
     assert len(dataset["train"]) == 2 and folder.name not in dataset["train"]["id"]
     assert "phoenix14t train: skipped 1: 1 samples without frames" in caplog.text
+    folder.mkdir(exist_ok=True)  # the frames come back: the cache must be rebuilt to see them
+    Image.new("RGB", (21, 26)).save(folder / "images0001.png")
+    assert len(_load("phoenix14t", release, tmp_path / "before", skip_bad_samples=True)["train"]) == 2
+    assert len(_load("phoenix14t", release, tmp_path / "before", skip_bad_samples=True, rebuild=True)["train"]) == 3
 
 
 def test_csv_row_with_wrong_number_of_fields(tmp_path, caplog):
