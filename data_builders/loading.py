@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -15,8 +14,6 @@ from .csl_daily import CslDailyBuilder
 from .how2sign import How2SignBuilder
 from .phoenix14t import Phoenix14TBuilder
 from .synthetic import SyntheticSignBuilder
-
-logger = logging.getLogger(__name__)
 
 BUILDERS: dict[str, type[SignCorpusBuilder]] = {
     "phoenix14t": Phoenix14TBuilder,
@@ -43,7 +40,7 @@ def get_builder(name: str, data_dir: str | os.PathLike | None = None, cache_dir:
 def _unwrap(error: datasets.exceptions.DatasetGenerationError) -> BaseException:
     """datasets wraps errors raised while generating; surface ours, which name the file and sample."""
     cause = error.__cause__
-    return cause if isinstance(cause, (ValueError, FileNotFoundError, OSError)) else error
+    return cause if isinstance(cause, (ValueError, OSError)) else error
 
 
 def _load_prepared(path: str, streaming: bool, cache_dir: str | None):
