@@ -6,7 +6,8 @@ Stage 2 freezes the visual encoder, so `train.feature_cache` computes its featur
 from them. This script trains the same stage-2 model (ResNet-18-shaped encoder, frozen; LLM-adapter;
 an mBART-shaped language model) on the synthetic corpus both ways with the trainer's own pieces
 (collators, seeded augmentation, parameter groups, Accelerate) and prints one table: the one-off
-cost of building the cache, the time of a training epoch and of a step, and the speed-up.
+cost of building the cache, the time of a training epoch and of a step, and the speed-up. The two
+modes alternate epoch by epoch (after an untimed warm-up), so a change in machine load hits both.
 
 Without the cache every step decodes (renders) the sampled frames, augments them and runs the
 frozen ResNet forward; with it a step only reads features and trains LLM-adapter + LLM. The
@@ -66,38 +67,34 @@ def build(args, texts):
     return model, FlaLlmProcessor(video_processor=video_processor, tokenizer=tokenizer)
 
 
-def time_epochs(accelerator, model, optimizer, rows, collator, args) -> tuple[list[float], int, int]:
-    """Seconds per epoch (after one untimed warm-up step), optimizer steps per epoch, frames per epoch."""
+def make_loader(accelerator, rows, collator, args):
     sampler = EpochShuffleSampler(len(rows), seed=0)
     collate = SeededCollator(collator, seed=0)
     loader = accelerator.prepare(DataLoader(rows, batch_size=args.batch_size, sampler=sampler, collate_fn=collate,
                                             num_workers=args.num_workers))
-    model.train()
+    return loader, collate
 
-    def step(batch):
+
+def time_epoch(accelerator, model, optimizer, loader, collate, epoch: int) -> tuple[float, int]:
+    """Seconds and sampled frames of one training epoch."""
+    loader.set_epoch(epoch)
+    collate.set_epoch(epoch)
+    model.train()
+    frames = 0
+    start = time.perf_counter()
+    for batch in loader:
+        frames += int((batch["visual_mask"] if "visual_mask" in batch else batch["pixel_mask"]).sum())
         loss = model(**batch).loss
         accelerator.backward(loss)
         optimizer.step()
         optimizer.zero_grad()
-
-    step(next(iter(loader)))  # warm-up: allocator, first-call overheads
-    times, frames = [], 0
-    for epoch in range(args.epochs):
-        loader.set_epoch(epoch)
-        collate.set_epoch(epoch)
-        frames = 0
-        start = time.perf_counter()
-        for batch in loader:
-            frames += int((batch["visual_mask"] if "visual_mask" in batch else batch["pixel_mask"]).sum())
-            step(batch)
-        times.append(time.perf_counter() - start)
-    return times, len(loader), frames
+    return time.perf_counter() - start, frames
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-train", type=int, default=24, help="synthetic training clips")
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per mode")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per mode (alternating)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lm", choices=sorted(LANGUAGE_MODELS), default="small", help="language model size")
     parser.add_argument("--vocab-size", type=int, default=2000, help="(trimmed) vocabulary of the language model")
@@ -121,21 +118,34 @@ def main() -> None:
     model, optimizer = accelerator.prepare(model, optimizer)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-    video_times, steps, frames = time_epochs(accelerator, model, optimizer, train,
-                                             SignTranslationCollator(processor, training=True), args)
     start = time.perf_counter()
     rows = load_or_compute(accelerator.unwrap_model(model), processor.video_processor, train, "train",
                            SignTranslationCollator(processor, training=False), workdir / "cache", args.batch_size,
                            accelerator.device, accelerator, args.num_workers)
     build_time = time.perf_counter() - start
-    cache_times, _, cache_frames = time_epochs(accelerator, model, optimizer, rows, FeatureCollator(processor), args)
+    modes = {"video": make_loader(accelerator, train, SignTranslationCollator(processor, training=True), args),
+             "cache": make_loader(accelerator, rows, FeatureCollator(processor), args)}
+    steps = len(modes["video"][0])
+    # A short untimed warm-up (optimizer states, allocator), then the modes alternate epoch by epoch,
+    # so that a change in machine load hits both alike.
+    time_epoch(accelerator, model, optimizer, *modes["cache"], epoch=-1)
+    times = {"video": [], "cache": []}
+    frame_counts = {"video": 0, "cache": 0}
+    for epoch in range(args.epochs):
+        for mode, (loader, collate) in modes.items():
+            seconds, frame_counts[mode] = time_epoch(accelerator, model, optimizer, loader, collate, epoch)
+            times[mode].append(seconds)
+    video_times, cache_times = times["video"], times["cache"]
+    frames, cache_frames = frame_counts["video"], frame_counts["cache"]
 
     video_epoch, cache_epoch = statistics.mean(video_times), statistics.mean(cache_times)
     saved = video_epoch - cache_epoch
     results = {
-        "device": str(accelerator.device), "threads": args.threads, "load_average_1min": os.getloadavg()[0], "cpu": platform.processor() or platform.machine(),
+        "device": str(accelerator.device), "threads": args.threads, "load_average_1min": os.getloadavg()[0],
+        "cpu": platform.processor() or platform.machine(),
         "lm": args.lm, "trainable_parameters": trainable, "num_train": args.num_train, "batch_size": args.batch_size,
-        "crop_size": args.crop_size, "frames_per_epoch": frames, "cached_frames_per_epoch": cache_frames, "steps_per_epoch": steps,
+        "crop_size": args.crop_size, "frames_per_epoch": frames, "cached_frames_per_epoch": cache_frames,
+        "steps_per_epoch": steps,
         "video_epoch_s": video_times, "cache_epoch_s": cache_times, "cache_build_s": build_time,
         "speedup": video_epoch / cache_epoch, "break_even_epochs": build_time / saved if saved > 0 else None,
     }
