@@ -212,13 +212,22 @@ def test_latest_evaluation_of_a_split_wins(stage2_dir):
 
 def test_pushed_training_export_runs_as_remote_code(tmp_path):
     """A training export (model + processor save_pretrained) pushed, downloaded, and run without flallm."""
-    from _slt_fixtures import TEXTS, VIDEOS, trained_tiny, translate_without_flallm
+    from _slt_fixtures import translate_without_flallm
+    from modeling_fixtures import random_video, tiny_model, tiny_processor
     from PIL import Image
 
-    model, processor = trained_tiny()
+    from train.translate import load_translator
+
     export = tmp_path / "export"
-    model.save_pretrained(export)
-    processor.save_pretrained(export)
+    tiny_model(seed=1).save_pretrained(export)
+    tiny_processor(frame_sample_rate=2).save_pretrained(export)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, frame in enumerate(random_video(6, seed=3)):
+        Image.fromarray(frame).save(frames / f"{i:03d}.png")
+    generation = {"num_beams": 2, "min_new_tokens": 2, "max_new_tokens": 4}
+    expected = load_translator(str(export))(str(frames), **generation)  # with the package, in this process
+
     with HubServer() as server:
         run_python(["-m", "train.cli", "--log-level", "WARNING", "push", "--model", str(export),
                     "--repo-id", "someone/tiny", "--stage", "1", "--dataset", "synthetic"], hub_env(server, tmp_path))
@@ -227,10 +236,7 @@ def test_pushed_training_export_runs_as_remote_code(tmp_path):
     for name, content in commit.files.items():
         (download / name).parent.mkdir(parents=True, exist_ok=True)
         (download / name).write_bytes(content)
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i, frame in enumerate(VIDEOS[2]):
-        Image.fromarray(frame).save(frames / f"{i:03d}.png")
-    report = translate_without_flallm(download, frames, {"num_beams": 2, "max_new_tokens": 8}, tmp_path)
-    assert report["result"] == {"translation_text": TEXTS[2]}
+    report = translate_without_flallm(download, frames, generation, tmp_path)
+    assert report["result"] == expected and expected["translation_text"]
+    assert report["class"].startswith("transformers_modules.")
     assert report["leaked"] == []
