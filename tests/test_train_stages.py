@@ -14,7 +14,6 @@ from _train_fixtures import single_thread  # noqa: F401  (autouse)
 from _train_fixtures import TINY_LIGHT_T, stage1_config, tiny_corpus
 from modeling_fixtures import tiny_model
 from modeling_flallm import FlaLlmForSignTranslation, FlaLlmProcessor
-from modeling_flallm import pipeline_flallm  # noqa: F401  (registers the sign-language-translation task)
 from modeling_flallm.tokenization_flallm import train_tokenizer
 from train import hub, trainer
 from train.config import TrainConfig, load_config
@@ -121,7 +120,8 @@ def test_stage2_without_cache_and_training_switches(tmp_path, stage1, corpus):
         "data": {"dataset": "synthetic", "num_workers": 0, "validation_split": None, "test_split": None},
         "model": {"stage1": str(stage1.export_dir), "language_model": str(lm_dir), "trim_vocabulary": False,
                   "gradient_checkpointing": True},
-        "training": {"epochs": 3, "max_steps": 3, "batch_size": 4, "gradient_accumulation_steps": 2, "max_grad_norm": 1.0},
+        "training": {"epochs": 3, "max_steps": 3, "batch_size": 4, "gradient_accumulation_steps": 2, "max_grad_norm": 1.0,
+                     "mixed_precision": "bf16"},  # bf16 autocast works on CPUs too
         "scheduler": {"name": "linear", "warmup_steps": 1},
         "feature_cache": {"enabled": False},
         "logging": {"report_to": "none"},

@@ -304,7 +304,12 @@ def build_model(config: TrainConfig, texts: list[str], init_dir: Path, resume: b
                 checkpointing.fsync_tree(tmp)
                 checkpointing.replace_dir(tmp, init_dir)
     if config.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers >= 5.2x renames it activation checkpointing; both recompute the LM layers in backward.
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model, processor
 
 
@@ -710,9 +715,20 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
         if progress is not None:
             progress.close()
         accelerator.end_training()
+        _release_accelerate_state()
         if log_handler is not None:
             logging.getLogger().removeHandler(log_handler)
             log_handler.close()
+
+
+def _release_accelerate_state() -> None:
+    """Accelerate keeps one global state per process, so a second `train()` in the same process (stage 1
+    then stage 2, as the demo does) could not pick another mixed precision or accumulation. Clear it
+    (transformers' TrainingArguments does the same); the process group (PartialState) is kept."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
 
 
 def _attach_log_file(path: Path) -> logging.Handler:
