@@ -1,5 +1,7 @@
 """Stage-2 feature cache: keyed by the encoder's weights and preprocessing, and equal to live features."""
 
+import threading
+
 import pytest
 import torch
 
@@ -45,7 +47,8 @@ def test_cache_is_reused_and_a_changed_encoder_gets_a_new_one(tmp_path, model, c
     cached = load_or_compute(model, processor.video_processor, train, "train", collate, tmp_path, 4, "cpu")
     assert len(cached) == len(train) and list(cached["id"]) == list(train["id"])
     first_files = sorted(tmp_path.rglob("*.arrow"))
-    assert len(first_files) == 1
+    assert [path.name for path in first_files] == ["part-00000-of-00001.arrow"]
+    assert (first_files[0].parent / "done.json").is_file()
 
     def no_recompute(*args, **kwargs):
         raise AssertionError("features were recomputed although the encoder did not change")
@@ -59,7 +62,7 @@ def test_cache_is_reused_and_a_changed_encoder_gets_a_new_one(tmp_path, model, c
         model.visual_encoder.backbone.embedder.embedder.convolution.weight.mul_(1.5)  # another stage-1 encoder
     changed = load_or_compute(model, processor.video_processor, train, "train", collate, tmp_path, 4, "cpu")
     files = sorted(tmp_path.rglob("*.arrow"))
-    assert len(files) == 2 and files[0].parent != files[1].parent  # a new encoder folder, the old one untouched
+    assert len(files) == 2 and files[0].parents[1] != files[1].parents[1]  # a new encoder folder, the old one untouched
     assert not torch.equal(torch.as_tensor(changed[0]["features"]), torch.as_tensor(cached[0]["features"]))
     assert not list(tmp_path.rglob(".tmp-*"))
 
@@ -82,3 +85,38 @@ def test_cached_features_give_the_same_loss_and_translation_as_videos(tmp_path, 
         expected = model.generate(pixel_values=videos["pixel_values"], pixel_mask=videos["pixel_mask"], num_beams=2,
                                   max_new_tokens=5)
     assert torch.equal(generated, expected)
+
+
+class _Rank:
+    """What load_or_compute needs of an Accelerator: this process's index among `num_processes`."""
+
+    def __init__(self, index: int, num_processes: int):
+        self.process_index, self.num_processes = index, num_processes
+        self.is_main_process = index == 0
+
+
+def test_processes_build_one_part_each_and_all_read_the_whole_cache(tmp_path, model, corpus, monkeypatch):
+    processor = tiny_processor(frame_sample_rate=2)
+    collate = SignTranslationCollator(processor, training=False)
+    train = corpus["train"]
+    single = load_or_compute(model, processor.video_processor, train, "train", collate, tmp_path / "one", 4, "cpu")
+    wait = feature_cache._wait_for
+    monkeypatch.setattr(feature_cache, "_wait_for", lambda path, what, poll_seconds=2.0: wait(path, what, 0.05))
+    results = {}
+
+    def run(index):  # the non-main process starts first and must wait for the main one
+        results[index] = load_or_compute(model, processor.video_processor, train, "train", collate, tmp_path / "two", 4,
+                                         "cpu", accelerator=_Rank(index, 2))
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in (1, 0)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    parts = sorted(path.name for path in (tmp_path / "two").rglob("part-*.arrow"))
+    assert parts == ["part-00000-of-00002.arrow", "part-00001-of-00002.arrow"]
+    for index in (0, 1):
+        assert list(results[index]["id"]) == list(train["id"])
+        for row in range(len(train)):
+            torch.testing.assert_close(torch.as_tensor(results[index][row]["features"]),
+                                       torch.as_tensor(single[row]["features"]))

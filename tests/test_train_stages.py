@@ -91,7 +91,7 @@ def test_stage2_from_stage1_with_language_codes_and_feature_cache(tmp_path, stag
     result = trainer.train(config, datasets=corpus)
     assert result.global_step == 4
     assert pushed == {"path": str(result.export_dir), "repo": "someone/flallm-stage2"}
-    assert len(list((tmp_path / "cache").rglob("*-train.arrow"))) == 1
+    assert [path.name for path in (tmp_path / "cache").rglob("*-train/*.arrow")] == ["part-00000-of-00001.arrow"]
 
     model = FlaLlmForSignTranslation.from_pretrained(result.export_dir)
     processor = FlaLlmProcessor.from_pretrained(result.export_dir)

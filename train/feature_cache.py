@@ -2,14 +2,17 @@
 
 In stage 2 the visual encoder (backbone + temporal module) is frozen, so `get_visual_features` gives
 the same output for the same input every epoch; recomputing the CNN every epoch is wasted work
-(most of a stage-2 step on small LLMs). The features of each split are written once to an Arrow
-file (`Array2D(shape=(None, C), dtype="float32")`, memory-mapped when read) under
+(most of a stage-2 step on small LLMs). The features of each split are written once to Arrow files (`Array2D(shape=(None, C), dtype="float32")`,
+memory-mapped when read) under
 
-    <cache_dir>/<encoder fingerprint>/<dataset fingerprint>-<split>.arrow
+    <cache_dir>/<encoder fingerprint>/<dataset fingerprint>-<split>/part-00000-of-00001.arrow, done.json
 
 The encoder fingerprint hashes the encoder's weights and buffers (BatchNorm statistics included)
 and the video processor's evaluation settings (frame rate, size, crop, max frames, normalisation),
-so a different stage-1 encoder or preprocessing never reads stale features.
+so a different stage-1 encoder or preprocessing never reads stale features. With several processes
+each computes one contiguous part; the main process writes `done.json` (the cache is complete) when
+all parts exist. Processes wait for files, not in a collective barrier, so building the cache of a
+large corpus cannot run into the distributed backend's timeout.
 
 Trade-off: features are computed with evaluation preprocessing (centre crop, deterministic frame
 sampling), so train-time augmentation (random crops, frame jitter, speed) does not apply to cached
@@ -22,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import datasets
@@ -30,7 +34,7 @@ import torch
 from datasets.arrow_writer import ArrowWriter
 from tqdm.auto import tqdm
 
-from .checkpointing import fsync_dir
+from .checkpointing import fsync_dir, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +58,19 @@ def encoder_fingerprint(model, video_processor) -> str:
     return digest.hexdigest()
 
 
-def cache_path(cache_dir: str | os.PathLike, fingerprint: str, dataset: datasets.Dataset, split: str) -> Path:
+def cache_folder(cache_dir: str | os.PathLike, fingerprint: str, dataset: datasets.Dataset, split: str) -> Path:
     data_key = hashlib.sha256(f"{dataset._fingerprint}:{len(dataset)}".encode()).hexdigest()[:16]
-    return Path(cache_dir) / fingerprint[:24] / f"{data_key}-{split}.arrow"
+    return Path(cache_dir) / fingerprint[:24] / f"{data_key}-{split}"
+
+
+def _wait_for(path: Path, what: str, poll_seconds: float = 2.0) -> None:
+    """Block until another process has written `path` (the launcher stops us if that process dies)."""
+    waited = 0.0
+    while not path.is_file():
+        time.sleep(poll_seconds)
+        waited += poll_seconds
+        if waited % 60 < poll_seconds:
+            logger.info("Still waiting for %s (%s), %.0f s", what, path, waited)
 
 
 @torch.no_grad()
@@ -105,19 +119,32 @@ def compute_features(model, dataset: datasets.Dataset, collate_fn, path: Path, b
 
 def load_or_compute(model, video_processor, dataset: datasets.Dataset, split: str, collate_fn, cache_dir,
                     batch_size: int, device, accelerator=None, num_workers: int = 0) -> datasets.Dataset:
-    """The cached features of `dataset` (computing them on the main process first if missing)."""
-    path = cache_path(cache_dir, encoder_fingerprint(model, video_processor), dataset, split)
-    is_main = accelerator is None or accelerator.is_main_process
-    if is_main and not path.is_file():
-        logger.info("Computing stage-2 visual features of %s (%d examples) into %s", split, len(dataset), path)
-        compute_features(model, dataset, collate_fn, path, batch_size, device, num_workers, desc=f"features {split}")
-    elif is_main:
-        logger.info("Reusing cached visual features of %s: %s", split, path)
-    if accelerator is not None:
-        accelerator.wait_for_everyone()
-    cached = datasets.Dataset.from_file(str(path))
+    """The cached features of `dataset`, in dataset order; missing ones are computed first (each
+    process of `accelerator` computes a contiguous part). Every process gets the whole cache."""
+    folder = cache_folder(cache_dir, encoder_fingerprint(model, video_processor), dataset, split)
+    done = folder / "done.json"
+    num_parts = accelerator.num_processes if accelerator is not None else 1
+    index = accelerator.process_index if accelerator is not None else 0
+    if done.is_file():
+        logger.info("Reusing cached visual features of %s: %s", split, folder)
+    else:
+        part = folder / f"part-{index:05d}-of-{num_parts:05d}.arrow"
+        if not part.is_file():
+            shard = dataset.shard(num_shards=num_parts, index=index, contiguous=True)
+            logger.info("Computing stage-2 visual features of %s (%d of %d examples) into %s", split, len(shard),
+                        len(dataset), part)
+            compute_features(model, shard, collate_fn, part, batch_size, device, num_workers, desc=f"features {split}")
+        if index == 0:
+            parts = [folder / f"part-{i:05d}-of-{num_parts:05d}.arrow" for i in range(num_parts)]
+            for other in parts:
+                _wait_for(other, f"feature cache part of process {other.name[5:10]}")
+            write_text_atomic(done, json.dumps({"parts": [p.name for p in parts], "rows": len(dataset)}))
+        else:
+            _wait_for(done, "the feature cache to be complete")
+    names = json.loads(done.read_text(encoding="utf-8"))["parts"]
+    cached = datasets.concatenate_datasets([datasets.Dataset.from_file(str(folder / name)) for name in names])
     if len(cached) != len(dataset):
-        raise ValueError(f"feature cache {path} has {len(cached)} rows but {split} has {len(dataset)}: delete the file")
+        raise ValueError(f"feature cache {folder} has {len(cached)} rows but {split} has {len(dataset)}: delete the folder")
     return cached.with_format("numpy")
 
 
