@@ -64,3 +64,28 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
         assert torch.equal(expected[key], actual[key]), key
     history = json.loads((straight / "metrics.json").read_text())["history"]
     assert history == json.loads((killed / "metrics.json").read_text())["history"]
+
+
+def test_augmented_batches_do_not_depend_on_workers_or_global_rng(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from data_builders import SignTranslationCollator
+    from modeling_fixtures import tiny_processor
+    from train.trainer import EpochShuffleSampler, SeededCollator
+
+    train = tiny_corpus(tmp_path / "data")["train"].select(range(8))
+
+    def batches(num_workers: int, epoch: int):
+        sampler = EpochShuffleSampler(len(train), seed=3)
+        collate = SeededCollator(SignTranslationCollator(tiny_processor(frame_sample_rate=2), training=True), seed=3)
+        sampler.set_epoch(epoch)
+        collate.set_epoch(epoch)
+        torch.manual_seed(num_workers)  # the global RNG must not matter
+        loader = DataLoader(train, batch_size=4, sampler=sampler, collate_fn=collate, num_workers=num_workers)
+        return [(batch["pixel_values"], batch["labels"]) for batch in loader]
+
+    in_process, in_workers = batches(0, epoch=1), batches(2, epoch=1)
+    for (pixels, labels), (other_pixels, other_labels) in zip(in_process, in_workers, strict=True):
+        assert torch.equal(pixels, other_pixels) and torch.equal(labels, other_labels)
+    # Another epoch: another order and other augmentations.
+    assert not torch.equal(batches(0, epoch=2)[0][0], in_process[0][0])
