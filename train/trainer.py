@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -425,8 +426,6 @@ def export(accelerator, model, processor, config: TrainConfig, metrics: dict) ->
 
 def _mixed_precision(setting: str) -> str | None:
     """`auto`: what `accelerate launch` was told, else bf16 on a GPU that supports it, else none."""
-    import os
-
     if setting != "auto":
         return setting
     if os.environ.get("ACCELERATE_MIXED_PRECISION"):
@@ -805,6 +804,9 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config.resolved().to_yaml(), end="")
         return 0
+    main_process = int(os.environ.get("RANK", "0")) == 0  # set by accelerate launch / torchrun
+    if not main_process:
+        logging.getLogger().setLevel(logging.WARNING)  # one copy of the INFO log, from the main process
     try:
         result = train(config)
     except NonFiniteLossError as error:
@@ -812,5 +814,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     summary = {split: {k: record[k] for k in ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL") if k in record}
                for split, record in result.metrics.items() if isinstance(record, dict)}
-    print(json.dumps({"export_dir": str(result.export_dir), "best_step": result.best_step, **summary}, indent=2))
+    if main_process:
+        print(json.dumps({"export_dir": str(result.export_dir), "best_step": result.best_step, **summary}, indent=2))
     return 0
