@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from transformers import MBartConfig, MBartForConditionalGeneration, pipeline
+from transformers import MBartConfig, MBartForConditionalGeneration, ResNetConfig, ResNetModel, pipeline
 
 from data_builders import synthetic_text
 from _train_fixtures import single_thread  # noqa: F401  (autouse)
-from _train_fixtures import TINY_LIGHT_T, stage1_config, tiny_corpus
+from _train_fixtures import TINY_LIGHT_T, TINY_VISION, stage1_config, tiny_corpus
 from modeling_fixtures import tiny_model
 from modeling_flallm import FlaLlmForSignTranslation, FlaLlmProcessor
 from modeling_flallm.tokenization_flallm import train_tokenizer
@@ -27,9 +27,15 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stage1(tmp_path_factory, corpus):
     run_dir = tmp_path_factory.mktemp("stage1")
-    # Adam and a few clips seen 6 times: enough for the loss to fall visibly.
+    # Adam and a few clips seen 6 times: enough for the loss to fall visibly. The backbone starts from a
+    # local "pre-trained" ResNet folder, as it would from microsoft/resnet-18.
+    backbone_dir = tmp_path_factory.mktemp("resnet")
+    torch.manual_seed(1)
+    ResNetModel(ResNetConfig(**TINY_VISION)).save_pretrained(backbone_dir)
     config = stage1_config(run_dir, optimizer={"name": "adam", "lr": 1e-2}, training={"epochs": 6},
-                           data={"test_split": "test", "max_train_samples": 8}, evaluation={"every_epochs": 3})
+                           data={"test_split": "test", "max_train_samples": 8},
+                           evaluation={"every_epochs": None, "every_steps": 6})
+    config["model"]["vision_model"] = str(backbone_dir)
     return trainer.train(config, datasets=corpus)
 
 
@@ -64,6 +70,7 @@ def test_stage1_exports_a_loadable_model_and_a_run_directory(stage1, corpus):
     model = FlaLlmForSignTranslation.from_pretrained(export_dir)
     processor = FlaLlmProcessor.from_pretrained(export_dir)
     assert model.config.stage == "visual_initialing" and model.generation_config.num_beams == 1
+    assert model.config.vision_config._name_or_path.endswith("resnet0")  # from_vision_pretrained's source
     translator = pipeline("sign-language-translation", model=model, processor=processor)
     video = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
     assert isinstance(translator(video)["translation_text"], str)
@@ -154,3 +161,19 @@ def test_stage1_learns_the_tiny_corpus(stage1):
     losses = [record["train_loss"] for record in stage1.history]
     # Same 8 clips in both windows (epochs 1-3, 4-6): without learning the means would agree within ~1%.
     assert len(losses) == 2 and losses[1] < 0.95 * losses[0], losses
+
+
+def test_stage1_with_a_language_models_tokenizer_trimmed_to_the_corpus(tmp_path, corpus):
+    """The paper's Light-T vocabulary: the LLM's tokenizer (here with mBART language codes) trimmed."""
+    lm_dir = tmp_path / "lm"
+    original_vocab = tiny_language_model(lm_dir, corpus)
+    config = stage1_config(tmp_path / "run", training={"max_steps": 1},
+                           data={"validation_split": None, "test_split": None})
+    config["model"].pop("train_tokenizer")
+    config["model"].update(tokenizer=str(lm_dir), target_language="en_XX")
+    result = trainer.train(config, datasets=corpus)
+    processor = FlaLlmProcessor.from_pretrained(result.export_dir)
+    model = FlaLlmForSignTranslation.from_pretrained(result.export_dir)
+    assert len(processor.tokenizer) < original_vocab
+    assert model.config.text_config.vocab_size == len(processor.tokenizer) and model.config.text_config.d_model == 16
+    assert model.generation_config.decoder_start_token_id == processor.tokenizer.convert_tokens_to_ids("en_XX")
