@@ -18,7 +18,7 @@ def test_configs_are_shipped_for_each_corpus_stage_and_ablation():
         assert {f"{corpus}_stage1.yaml", f"{corpus}_stage2.yaml"} <= names
     for ablation in ("joint_end_to_end", "stage2_only_imagenet", "downsample_100_stage1", "downsample_50_stage1",
                      "downsample_12_5_stage1", "light_t_tiny_stage1", "light_t_small_stage1", "light_t_large_stage1",
-                     "adapter_input_frame_stage2", "freeze_none_stage2", "freeze_backbone_stage2",
+                     "adapter_input_frame_stage2", "adapter_input_light_t_stage2", "freeze_none_stage2", "freeze_backbone_stage2",
                      "llm_mbart_random_stage2", "llm_mt5_base_stage2"):
         assert f"ablations/{ablation}.yaml" in names
 

@@ -177,3 +177,25 @@ def test_stage1_with_a_language_models_tokenizer_trimmed_to_the_corpus(tmp_path,
     assert len(processor.tokenizer) < original_vocab
     assert model.config.text_config.vocab_size == len(processor.tokenizer) and model.config.text_config.d_model == 16
     assert model.generation_config.decoder_start_token_id == processor.tokenizer.convert_tokens_to_ids("en_XX")
+
+
+def test_stage2_on_light_t_states_trains_from_the_cache(tmp_path, stage1, corpus):
+    """The paper's third LLM-adapter input: the frozen stage-1 Light-T encoder is part of the visual encoder."""
+    lm_dir = tmp_path / "lm"
+    tiny_language_model(lm_dir, corpus)
+    config = {
+        "stage": 2, "output_dir": str(tmp_path / "run"), "seed": 0,
+        "data": {"dataset": "synthetic", "num_workers": 0, "validation_split": None, "test_split": None},
+        "model": {"stage1": str(stage1.export_dir), "language_model": str(lm_dir), "config": {"adapter_input": "light_t"}},
+        "training": {"max_steps": 2, "batch_size": 4},
+        "feature_cache": {"dir": str(tmp_path / "cache")},
+        "logging": {"report_to": "none"},
+    }
+    result = trainer.train(config, datasets=corpus)
+    assert list((tmp_path / "cache").rglob("done.json"))
+    model = FlaLlmForSignTranslation.from_pretrained(result.export_dir)
+    first = FlaLlmForSignTranslation.from_pretrained(stage1.export_dir)
+    assert model.config.adapter_input == "light_t"
+    light_t = first.language_model.get_encoder().state_dict()
+    for key, value in model.visual_encoder.light_t_encoder.state_dict().items():
+        assert torch.equal(value, light_t[key]), key
