@@ -104,6 +104,9 @@ def test_overrides_use_dotted_keys_and_yaml_values(tmp_path):
     ({"optimizer": {"module_lr": {"adapter": -1}}}, r"optimizer.module_lr.adapter"),
     ({"model": {"tokenizer": "x", "train_tokenizer": {"vocab_size": 100}}}, r"not both"),
     ({"training": None, "data": []}, r"data must be a mapping"),
+    ({"model": {"config": {"frame_sample_rte": 2}}}, r"model.config has unknown field\(s\) \['frame_sample_rte'\]"),
+    ({"model": {"light_t": {"encoder_layer": 2}}}, r"model.light_t has unknown field\(s\) \['encoder_layer'\]"),
+    ({"model": {"video_processor": {"crop": 2}}}, r"model.video_processor has unknown field\(s\) \['crop'\]"),
 ])
 def test_invalid_configs_name_the_key(data, message):
     with pytest.raises(ValueError, match=message):

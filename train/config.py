@@ -205,6 +205,26 @@ class TrainConfig:
         check("model.tokenizer", not (self.model.tokenizer and self.model.train_tokenizer),
               "either model.tokenizer or model.train_tokenizer, not both")
         check("evaluation.metric", bool(self.evaluation.metric), "a metric name such as bleu4")
+        self._check_model_fields(source)
+
+    def _check_model_fields(self, source: str) -> None:
+        """Typos in the free-form model sections would otherwise be ignored by the config classes."""
+        import inspect
+
+        from transformers import MBartConfig
+
+        from modeling_flallm import FlaLlmConfig, FlaLlmVideoProcessor
+
+        sections = {
+            "model.config": (self.model.config, {f.name for f in dataclasses.fields(FlaLlmConfig)}),
+            "model.light_t": (self.model.light_t, {f.name for f in dataclasses.fields(MBartConfig)}),
+            "model.video_processor": (self.model.video_processor,
+                                      set(inspect.signature(FlaLlmVideoProcessor.__init__).parameters) - {"self", "kwargs"}),
+        }
+        for key, (given, known) in sections.items():
+            unknown = sorted(set(given) - known)
+            if unknown:
+                raise ValueError(f"{source}: {key} has unknown field(s) {unknown}; expected some of {sorted(known)}")
 
     def resolved(self) -> "TrainConfig":
         """A copy with every stage-dependent default filled in (paper values)."""
