@@ -258,7 +258,7 @@ class FlaLlmForSignTranslation(FlaLlmPreTrainedModel, GenerationMixin):
                 f"{num_frames} frames: expected pixel_mask of shape ({batch_size}, {num_frames})."
             )
         if num_frames == 0 or not bool(pixel_mask.bool().any(dim=1).all()):
-            empty = [i for i in range(batch_size)] if num_frames == 0 else pixel_mask.sum(1).eq(0).nonzero().flatten().tolist()
+            empty = list(range(batch_size)) if num_frames == 0 else pixel_mask.sum(1).eq(0).nonzero().flatten().tolist()
             raise ValueError(f"video(s) {empty} of the batch have no frames: every video needs at least one frame.")
         if num_frames > self.config.max_frames:
             raise ValueError(

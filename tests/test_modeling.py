@@ -298,8 +298,10 @@ def test_lora_adapters_train_save_load_and_merge(tmp_path):
     fresh.load_lora_adapter(tmp_path / "adapter")
     torch.testing.assert_close(fresh(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).logits, expected)
 
+    generated = model.generate(pixel_values=pixel_values, pixel_mask=pixel_mask, num_beams=2, max_new_tokens=4)
     model.merge_lora()
     assert not any("lora_" in name for name, _ in model.named_parameters())
+    assert torch.equal(model.generate(pixel_values=pixel_values, pixel_mask=pixel_mask, num_beams=2, max_new_tokens=4), generated)
     torch.testing.assert_close(model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).logits, expected, atol=1e-5, rtol=1e-4)
     model.save_pretrained(tmp_path / "merged")
     assert AutoModel.from_pretrained(tmp_path / "merged").config.use_lora is False
