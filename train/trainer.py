@@ -286,12 +286,14 @@ def build_model(config: TrainConfig, texts: list[str], init_dir: Path, resume: b
             model = FlaLlmForSignTranslation(FlaLlmConfig.from_pretrained(init_dir))
             model.generation_config = GenerationConfig.from_pretrained(init_dir)
             processor = FlaLlmProcessor.from_pretrained(init_dir)
+            _set_target_language(processor.tokenizer, config.model.target_language)  # in case loading reset src_lang
         else:
             if config.stage == 1:
                 if accelerator.is_main_process:
                     processor = stage1_processor(config, texts)
                 else:
                     processor = FlaLlmProcessor.from_pretrained(init_dir)
+                    _set_target_language(processor.tokenizer, config.model.target_language)
                 model = stage1_model(config, processor)
             else:
                 model, processor = build_stage2(config, texts)
