@@ -104,7 +104,7 @@ class FlaLlmVisualEncoder(nn.Module):
     def frame_features(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
         """All real frames of the batch go through the CNN in one call; padded frames are skipped."""
         valid = pixel_mask.bool()
-        frames = pixel_values[valid]
+        frames = pixel_values[valid].contiguous(memory_format=torch.channels_last)  # NHWC: faster convs (BENCHMARKS.md)
         pooled = self.backbone(pixel_values=frames).pooler_output.flatten(1)
         batch_size, num_frames = pixel_mask.shape
         features = pooled.new_zeros(batch_size, num_frames, pooled.shape[-1])
