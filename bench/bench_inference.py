@@ -1,7 +1,8 @@
 """Inference speed: seconds to translate a 5-second clip, real-time factor, batching, KV cache, grad mode.
 
-    python bench/bench_inference.py                        # CPU, 2 threads, 224 px (~3 min on an idle machine)
-    python bench/bench_inference.py --untrimmed            # + mBART-large with its full 250k vocabulary
+    python bench/bench_inference.py                        # CPU, 2 threads, 224 px (~3 min on a quiet 2-core machine)
+    python bench/bench_inference.py --full                 # + stage 2 in batching/cache, + the untrimmed 250k vocabulary
+    python bench/bench_inference.py --bf16 --threads 1     # bfloat16 autocast (AMX), one thread
     python bench/bench_inference.py --sections latency --repeats 5 --json results/inference.json
     python bench/bench_inference.py --device cuda --bf16 --batch-sizes 1,8,32
 
@@ -21,8 +22,10 @@ Models (random weights; speed does not depend on the values):
 Sections (`--sections`, comma-separated; default all):
 - latency: one clip per model, batch 1 (median and best of `--repeats`), split into preprocessing,
   visual encoder and beam search;
-- batching: clips/s of the stage-1 and trimmed stage-2 models with `--batch-sizes` clips per call;
-- cache: beam search from precomputed features with `use_cache=True` vs `False` (KV cache);
+- batching: clips/s of the stage-1 model (and the trimmed stage-2 one with `--full`) with
+  `--batch-sizes` clips per call;
+- cache: beam search from precomputed features with `use_cache=True` vs `False` (KV cache), stage 1
+  (and stage 2 with `--full`);
 - grad: the visual encoder under autograd (what a forward without no_grad costs), `torch.no_grad`
   and `torch.inference_mode`; and a whole translation under no_grad (what generate uses) vs inference_mode;
 - encoder: the visual encoder (`get_visual_features`) with frames in NCHW vs channels_last layout,
@@ -71,6 +74,8 @@ def main(argv=None) -> int:
     parser.add_argument("--new-tokens", type=int, default=24, help="tokens generated per clip (forced; default 24)")
     parser.add_argument("--vocab-size", type=int, default=3000, help="trimmed vocabulary (default 3000)")
     parser.add_argument("--untrimmed", action="store_true", help="also time stage 2 with the full 250,027-token vocabulary")
+    parser.add_argument("--full", action="store_true",
+                        help="also the stage-2 model in the batching and cache sections, and --untrimmed (~10 min on 2 cores)")
     parser.add_argument("--batch-sizes", default="1,4,8", help="clips per call in the batching section (default 1,4,8)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per latency measurement (default 2)")
     parser.add_argument("--batch-repeats", type=int, default=1, help="timed runs per batch size > 1 (default 1)")
@@ -80,6 +85,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    args.untrimmed = args.untrimmed or args.full
+    heavy_models = 2 if args.full else 1  # models in the batching and cache sections
     unknown = set(sections) - set(ALL_SECTIONS)
     if unknown:
         parser.error(f"unknown section(s) {sorted(unknown)}: expected a subset of {ALL_SECTIONS}")
@@ -147,8 +154,11 @@ def main(argv=None) -> int:
 
             enc = timed(encode, args.repeats, warmup=0, sync=sync)
             features, mask = encode()
-            search = timed(lambda: model.generate(visual_features=features.float(), visual_mask=mask, **generate_kwargs),
-                           args.repeats, warmup=0, sync=sync)
+            def search_only():
+                with precision:
+                    return model.generate(visual_features=features.float(), visual_mask=mask, **generate_kwargs)
+
+            search = timed(search_only, args.repeats, warmup=0, sync=sync)
             best = min(total)
             results["latency"].append({**row, "frames": f"{len(clip)} -> {sampled}", "seconds_median": round(statistics.median(total), 3),
                                        "seconds_best": round(best, 3), "rtf_best": round(best / CLIP_SECONDS, 3),
@@ -162,7 +172,7 @@ def main(argv=None) -> int:
     # -- batching ------------------------------------------------------------------------------
     if "batching" in sections:
         sizes = [int(b) for b in args.batch_sizes.split(",")]
-        for name in list(models)[:2]:
+        for name in list(models)[:heavy_models]:
             model, row = get(name)
             translate(model, 1)  # warm-up
             for batch in sizes:
@@ -180,7 +190,7 @@ def main(argv=None) -> int:
 
     # -- KV cache ------------------------------------------------------------------------------
     if "cache" in sections:
-        for name in list(models)[:2]:
+        for name in list(models)[:heavy_models]:
             model, row = get(name)
             pixel_values, pixel_mask = inputs(1)
             with torch.inference_mode(), precision:
