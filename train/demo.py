@@ -1,109 +1,397 @@
-"""`flallm demo`: the whole method on the built-in synthetic sign language, offline, on a CPU.
+"""`flallm demo`: the whole FLa-LLM recipe on the embedded synthetic sign language, offline, on a CPU.
 
-Synthetic corpus -> stage 1 (visual encoder + VL-adapter + Light-T) -> a small seq2seq LM
-pre-trained by denoising on the language's text (standing in for mBART, which cannot be
-downloaded here) -> stage 2 (frozen encoder + LLM-adapter + that LM) -> test metrics for both
-stages next to a constant-output baseline, and a few translations.
+    flallm demo                                # ./flallm-demo (see BENCHMARKS.md for its time and scores)
+    flallm demo --output-dir DIR --quick       # a tiny smoke run of every step (seconds; learns nothing)
+    flallm demo --llm facebook/mbart-large-cc25 --target-language en_XX   # a real LLM, where the Hub is reachable
+    flallm demo stage1.training.epochs=30 stage2.optimizer.lr=3e-4 lm.training.epochs=4 data.num_train=2000
+
+Steps:
+1. the synthetic corpus: `data_builders.load_sign_dataset("synthetic", **data.options)` with the options of
+   train/configs/demo_stage1.yaml (both stages train and test on this one corpus);
+2. unless `--llm` is given: a byte-level BPE tokenizer and a small mBART-shaped seq2seq LM pre-trained with
+   mBART's denoising objective (`train.lm_pretraining`) on text of the synthetic language, standing in for
+   mbart-large-cc25, which cannot be downloaded here. The text is `data_builders.synthetic_text(split="train")`
+   plus the corpus's train sentences: never a validation or test sentence. Settings: `LM_DEFAULTS` below;
+3. stage 1 (train/configs/demo_stage1.yaml): visual encoder + VL-adapter + Light-T, trained end to end; Light-T
+   uses the LM's tokenizer trimmed to the train texts, as the paper's Light-T uses the LLM's;
+4. stage 2 (train/configs/demo_stage2.yaml): the frozen stage-1 visual encoder, a fresh LLM-adapter and the LM,
+   trained from cached visual features;
+5. the trainer scores each exported model on the test split; the demo adds a constant-output baseline (one
+   training sentence for every clip), prints a table and a few translations, and writes DIR/metrics.json.
+
+Output directory (other tools rely on it):
+    DIR/stage1/, DIR/stage2/   save_pretrained exports (model + processor): from_pretrained and the pipeline
+    DIR/metrics.json           {"stage1": {bleu1, bleu2, bleu3, bleu4, rougeL, ...}, "stage2": {...}, "baseline": {...},
+                                "examples": [...], "seconds": {...}, ...}
+    DIR/lm/                    the pre-trained LM and its tokenizer (absent with --llm)
+    DIR/runs/stage1, stage2    the trainer's run directories (train.log, predictions, checkpoints)
+    DIR/cache/                 the synthetic corpus and the stage-2 feature cache (content-keyed, reused)
+A new run replaces these paths (nothing else in DIR); `--resume` continues an interrupted demo instead.
+
+Overrides: `stage1.KEY=V` / `stage2.KEY=V` (dotted `flallm train` config keys), `lm.SECTION.KEY=V` (keys of
+`LM_DEFAULTS`), `data.OPTION=V` (a synthetic-corpus option, for both stages).
+
+Threads: PyTorch runs with one intra-op thread (`--threads`) and clips are decoded in one DataLoader worker
+(`data.num_workers: 1` in the configs), so two cores are busy without oversubscription. The models are tiny:
+a second intra-op thread gains little, and where the cores are shared with other jobs, OpenMP threads waiting
+for each other made training steps 5-10x slower in our measurements.
 """
 
+from __future__ import annotations
+
+import argparse
 import collections
+import copy
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
-from transformers import AutoTokenizer
-
 logger = logging.getLogger(__name__)
 
-# Sized for a 2-core CPU; `--quick` shrinks everything to a smoke test.
-CORPUS = {"seed": 0, "num_train": 1000, "num_validation": 100, "num_test": 100, "resolution": 32}
-QUICK_CORPUS = {"seed": 0, "num_train": 16, "num_validation": 4, "num_test": 4, "resolution": 16}
+DEFAULT_OUTPUT_DIR = "flallm-demo"
+CONFIG_FILES = {"stage1": "demo_stage1.yaml", "stage2": "demo_stage2.yaml"}
+METRIC_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL")
+METRIC_NAMES = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "rougeL": "ROUGE-L"}
+OWNED_PATHS = ("stage1", "stage2", "lm", "runs", "metrics.json")
+
+# The offline stand-in for mbart-large-cc25 (train/lm_pretraining.py). Override with lm.SECTION.KEY=VALUE.
+LM_DEFAULTS = {
+    # synthetic_text(num_texts, seed, split="train"), plus the corpus's own train sentences
+    "texts": {"num_texts": 20000, "seed": 1, "include_train_split": True},
+    # kwargs of modeling_flallm.tokenization_flallm.train_tokenizer. Byte-level BPE: the Unigram trainer of the
+    # `tokenizers` library stops at ~235 pieces on this corpus and splits its short words into letters.
+    "tokenizer": {"vocab_size": 600, "model_type": "bpe"},
+    # MBartConfig fields over train.lm_pretraining.SMALL_MBART (2+2 layers, d_model 256)
+    "model": {},
+    # kwargs of train.lm_pretraining.pretrain_denoising_lm
+    "training": {"epochs": 3, "batch_size": 64, "lr": 1.0e-3},
+}
+
+# --quick: every step on a tiny corpus and tiny models, a few optimizer steps each (a smoke run).
+TINY_VISION = {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1], "layer_type": "basic"}
+TINY_MBART = {"encoder_layers": 1, "decoder_layers": 1, "d_model": 32, "encoder_attention_heads": 2,
+              "decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "max_position_embeddings": 128}
+QUICK_OVERRIDES = {
+    "data": ["num_train=16", "num_validation=4", "num_test=4", "resolution=16", "fps=8.0"],
+    "lm": ["texts.num_texts=200", "tokenizer.vocab_size=300", f"model={json.dumps(TINY_MBART)}", "training.epochs=1",
+           "training.batch_size=32"],
+    "stage1": [f"model.light_t={json.dumps(TINY_MBART)}", f"model.config.vision_config={json.dumps(TINY_VISION)}",
+               "model.config.temporal_hidden_size=16", "model.config.adapter_hidden_size=16",
+               "model.video_processor={size: 16, crop_size: 16}", "training.epochs=1", "training.batch_size=8",
+               "evaluation.num_beams=1", "evaluation.max_new_tokens=8", "data.num_workers=0"],
+    "stage2": ["model.config.adapter_hidden_size=16", "training.epochs=1", "training.batch_size=8",
+               "evaluation.num_beams=1", "evaluation.max_new_tokens=8", "data.num_workers=0"],
+}
 
 
-def add_arguments(parser):
-    parser.add_argument("--output-dir", default="flallm-demo", help="where stage1/, stage2/ and metrics.json go")
-    parser.add_argument("--llm", default=None, help="stage-2 LLM (Hub id or path); default: pre-train a small one here")
-    parser.add_argument("--quick", action="store_true", help="a tiny smoke run (seconds; it does not learn)")
-    parser.add_argument("--stage1-epochs", type=int, default=None)
-    parser.add_argument("--stage2-epochs", type=int, default=None)
-    parser.add_argument("--num-examples", type=int, default=3, help="translations to print per stage")
+# ------------------------------------------------------------------------------------------------
+# Configs
 
 
-def run(args) -> int:
-    from data_builders import load_sign_dataset, synthetic_text
-    from train.config import load_config
-    from train.lm_pretraining import pretrain_denoising_lm
-    from train.metrics import load_metric
-    from train.trainer import train
-
-    started = time.time()
-    output_dir = Path(args.output_dir).resolve()
-    corpus_options = QUICK_CORPUS if args.quick else CORPUS
-    corpus = load_sign_dataset("synthetic", **corpus_options)
-    size = corpus_options["resolution"]
-    common = [f"data.options={json.dumps(corpus_options)}", f"model.video_processor={{size: {size}, crop_size: {size}}}"]
-    if args.quick:
-        common += ["training.max_steps=2", "training.batch_size=4", "evaluation.max_new_tokens=5"]
-
-    stage1_overrides = common + [f"output_dir={output_dir / 'runs' / 'stage1'}", f"export_dir={output_dir / 'stage1'}"]
-    if args.stage1_epochs:
-        stage1_overrides.append(f"training.epochs={args.stage1_epochs}")
-    logger.info("stage 1: visual encoder + VL-adapter + Light-T")
-    stage1 = train(load_config("demo_stage1.yaml", stage1_overrides), datasets=corpus)
-
-    language_model = args.llm
-    if language_model is None:
-        logger.info("pre-training a small seq2seq LM on the synthetic language's text (text infilling)")
-        tokenizer = AutoTokenizer.from_pretrained(stage1.export_dir)
-        texts = synthetic_text(200 if args.quick else 20000, seed=1, split="train")
-        language_model = pretrain_denoising_lm(
-            texts, tokenizer, output_dir / "lm", epochs=1 if args.quick else 3, max_steps=2 if args.quick else None,
-            progress=True,
-        )
-
-    stage2_overrides = common + [
-        f"output_dir={output_dir / 'runs' / 'stage2'}", f"export_dir={output_dir / 'stage2'}",
-        f"model.stage1={stage1.export_dir}", f"model.language_model={language_model}",
-    ]
-    if args.stage2_epochs:
-        stage2_overrides.append(f"training.epochs={args.stage2_epochs}")
-    logger.info("stage 2: frozen visual encoder + LLM-adapter + pre-trained LM")
-    stage2 = train(load_config("demo_stage2.yaml", stage2_overrides), datasets=corpus)
-
-    references = corpus["test"]["text"]
-    most_frequent = collections.Counter(corpus["train"]["text"]).most_common(1)[0][0]
-    baseline = load_metric().compute(predictions=[most_frequent] * len(references), references=references, language="en")
-    keys = ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL")
-    metrics = {
-        "stage1": {k: stage1.metrics["test"][k] for k in keys},
-        "stage2": {k: stage2.metrics["test"][k] for k in keys},
-        "baseline": {k: baseline[k] for k in keys} | {"prediction": most_frequent},
-        "wall_time_s": round(time.time() - started, 1),
-        "corpus": corpus_options,
-    }
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    print(format_table(metrics, keys))
-    for name, result in (("stage 1", stage1), ("stage 2", stage2)):
-        print(f"\n{name} translations (test):")
-        for row in test_predictions(result.output_dir)[: args.num_examples]:
-            print(f"  reference:  {row['reference']}\n  prediction: {row['hypothesis']}")
-    print(f"\nstage directories (from_pretrained / pipeline): {output_dir / 'stage1'}  {output_dir / 'stage2'}")
-    print(f"metrics: {output_dir / 'metrics.json'}   wall time: {metrics['wall_time_s']:.0f} s")
-    return 0
+def split_overrides(overrides) -> dict[str, list[str]]:
+    """`stage1.KEY=V`, `stage2.KEY=V`, `lm.KEY=V`, `data.KEY=V` (a corpus option, for both stages)."""
+    groups: dict[str, list[str]] = {"stage1": [], "stage2": [], "lm": [], "data": []}
+    for override in overrides:
+        prefix, _, rest = override.partition(".")
+        if prefix not in groups or "=" not in rest or rest.startswith("="):
+            raise ValueError(f"override {override!r} is invalid: expected stage1.KEY=VALUE, stage2.KEY=VALUE, lm.KEY=VALUE "
+                             "or data.OPTION=VALUE (e.g. stage1.training.epochs=30, data.num_train=2000)")
+        groups[prefix].append(rest)
+    return groups
 
 
-def format_table(metrics: dict, keys) -> str:
-    rows = [("", *keys)] + [
-        (name, *(f"{metrics[name][k]:.2f}" for k in keys)) for name in ("baseline", "stage1", "stage2")
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in rows)
+def lm_settings(overrides=()) -> dict:
+    """`LM_DEFAULTS` with `SECTION.KEY=V` overrides; unknown sections are errors."""
+    from .config import apply_override
+
+    settings = copy.deepcopy(LM_DEFAULTS)
+    for override in overrides:
+        apply_override(settings, override)
+    unknown = sorted(set(settings) - set(LM_DEFAULTS))
+    if unknown:
+        raise ValueError(f"lm overrides: unknown section(s) {unknown}; expected one of {sorted(LM_DEFAULTS)}")
+    for section, value in settings.items():
+        if not isinstance(value, dict):
+            raise ValueError(f"lm.{section} must be a mapping, got {value!r}")
+    extra = set(settings["texts"]) - set(LM_DEFAULTS["texts"])
+    if extra:
+        raise ValueError(f"lm.texts: unknown key(s) {sorted(extra)}; expected some of {sorted(LM_DEFAULTS['texts'])}")
+    return settings
 
 
-def test_predictions(run_dir: Path) -> list[dict]:
-    """The test-split predictions the trainer wrote for the exported model."""
-    files = sorted((Path(run_dir) / "predictions").glob("test-*.jsonl"))
+def build_configs(output_dir: Path, quick: bool = False, overrides=(), llm: str | None = None,
+                  target_language: str | None = None, config_files: dict | None = None, resume: bool = False):
+    """(LM settings, stage-1 TrainConfig, stage-2 TrainConfig) with the demo's paths filled in."""
+    from .config import SHIPPED_CONFIGS, TrainConfig, apply_override, read_yaml
+
+    files = {stage: Path((config_files or {}).get(stage) or SHIPPED_CONFIGS / name) for stage, name in CONFIG_FILES.items()}
+    groups = split_overrides(overrides)
+    if quick:
+        groups = {key: QUICK_OVERRIDES[key] + values for key, values in groups.items()}
+    lm = lm_settings(groups["lm"])
+    language_model = llm or str(output_dir / "lm")
+    stages, options = {}, None
+    for stage in ("stage1", "stage2"):
+        data = read_yaml(files[stage])
+        for override in groups[stage]:
+            apply_override(data, override)
+        section = data.setdefault("data", {})
+        if options is None:
+            options = dict(section.get("options") or {})
+            for override in groups["data"]:
+                apply_override(options, override)
+        # Both stages train and test on the corpus stage 1 describes (each run's training_config.yaml records it).
+        section.update(dataset="synthetic", data_dir=None, options=options, cache_dir=str(output_dir / "cache" / "datasets"))
+        data["output_dir"] = str(output_dir / "runs" / stage)
+        data["export_dir"] = str(output_dir / stage)
+        model = data.setdefault("model", {})
+        if target_language is not None:
+            model["target_language"] = target_language
+        if stage == "stage1":
+            model["tokenizer"] = language_model  # Light-T uses the LLM's tokenizer, trimmed to the corpus (paper)
+            model["train_tokenizer"] = None
+        else:
+            model["stage1"] = str(output_dir / "stage1")
+            model["language_model"] = language_model
+            data.setdefault("feature_cache", {})["dir"] = str(output_dir / "cache" / "features")
+        data.setdefault("checkpointing", {})["resume"] = "auto" if resume else False
+        stages[stage] = TrainConfig.from_dict(data, source=str(files[stage]))
+    return lm, stages["stage1"], stages["stage2"], files
+
+
+# ------------------------------------------------------------------------------------------------
+# Steps
+
+
+def build_corpus(config):
+    from data_builders import load_sign_dataset
+
+    return load_sign_dataset("synthetic", cache_dir=config.data.cache_dir, **config.data.options)
+
+
+def lm_texts(settings: dict, corpus, vocabulary_size=None) -> list[str]:
+    """Sentences to pre-train the LM on: `synthetic_text(split="train")` (never a validation/test sentence of any
+    synthetic corpus) and, unless `include_train_split` is false, the corpus's train sentences; duplicates dropped."""
+    from data_builders import synthetic_text
+
+    texts = synthetic_text(int(settings["num_texts"]), seed=int(settings["seed"]), split="train", vocabulary_size=vocabulary_size)
+    if settings.get("include_train_split", True):
+        texts = list(corpus["train"]["text"]) + texts
+    return list(dict.fromkeys(texts))
+
+
+def pretrain_lm(lm: dict, corpus, vocabulary_size, output_dir: Path, seed: int) -> Path:
+    from modeling_flallm.tokenization_flallm import train_tokenizer
+
+    from .lm_pretraining import pretrain_denoising_lm
+
+    texts = lm_texts(lm["texts"], corpus, vocabulary_size)
+    tokenizer = train_tokenizer(texts, **lm["tokenizer"])
+    training = {"seed": seed, **lm["training"]}
+    return pretrain_denoising_lm(texts, tokenizer, output_dir, model_config=lm["model"],
+                                 validation_texts=list(corpus["validation"]["text"]), **training)
+
+
+def constant_baseline(train_texts, test_texts, language: str = "en", candidates: int = 50) -> dict:
+    """Scores of predicting one training sentence for every test clip: the most frequent training sentence.
+
+    The synthetic train split holds distinct sentences (every count is 1). Ties are broken without looking at
+    the test set: among the `candidates` tied sentences made of the most frequent words, the one with the highest
+    corpus BLEU-4 against the training sentences themselves (the strongest constant a model can learn).
+    """
+    import sacrebleu
+
+    from .metrics import load_metric
+
+    counts = collections.Counter(train_texts)
+    top = max(counts.values())
+    tied = [text for text, count in counts.items() if count == top]
+    if len(tied) > 1:
+        words = collections.Counter(word for text in train_texts for word in set(text.split()))
+        tied.sort(key=lambda text: -sum(words[w] for w in text.split()) / max(1, len(text.split())))
+        references = [list(train_texts)]
+        tied = [max(tied[:candidates], key=lambda text: sacrebleu.corpus_bleu([text] * len(train_texts), references).score)]
+    sentence = tied[0]
+    scores = load_metric().compute(predictions=[sentence] * len(test_texts), references=list(test_texts), language=language)
+    return {"sentence": sentence, "train_count": top, **{k: v for k, v in scores.items() if not k.endswith("signature")}}
+
+
+def test_predictions(run_dir: Path) -> dict[str, dict]:
+    """id -> {hypothesis, reference} of the test predictions the trainer wrote for the exported model."""
+    files = sorted((Path(run_dir) / "predictions").glob("test-step*.jsonl"))
     if not files:
-        return []
-    return [json.loads(line) for line in files[-1].read_text(encoding="utf-8").splitlines() if line.strip()]
+        return {}
+    with open(files[-1], encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    return {row["id"]: row for row in rows}
+
+
+def _scores(record: dict) -> dict:
+    keep = METRIC_KEYS + ("chrf", "num_examples", "signature", "rouge_signature", "chrf_signature", "step", "epoch")
+    return {k: record[k] for k in keep if k in record}
+
+
+def _prepare_output_dir(output_dir: Path, resume: bool) -> None:
+    """A fresh run removes the demo's own outputs in DIR (the content-keyed caches stay)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        return
+    for name in OWNED_PATHS:
+        path = output_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, quick: bool = False, llm: str | None = None,
+             target_language: str | None = None, overrides=(), threads: int | None = 1, resume: bool = False,
+             config_files: dict | None = None, num_examples: int = 5) -> dict:
+    """Run every step; returns what DIR/metrics.json holds."""
+    import torch
+
+    from .trainer import train
+
+    started = time.perf_counter()
+    output_dir = Path(output_dir).resolve()
+    lm, stage1, stage2, files = build_configs(output_dir, quick, overrides, llm, target_language, config_files, resume)
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    timings = {}
+    try:
+        _prepare_output_dir(output_dir, resume)
+        tick = time.perf_counter()
+        corpus = build_corpus(stage1)
+        timings["corpus"] = time.perf_counter() - tick
+        logger.info("Synthetic corpus: %s clips", {split: len(rows) for split, rows in corpus.items()})
+
+        lm_summary = None
+        if llm is None:
+            tick = time.perf_counter()
+            lm_dir = output_dir / "lm"
+            if resume and (lm_dir / "pretraining.json").is_file():
+                logger.info("Reusing the pre-trained LM in %s", lm_dir)
+            else:
+                logger.info("Pre-training a small seq2seq LM on the synthetic language's text (mBART text infilling)")
+                pretrain_lm(lm, corpus, stage1.data.options.get("vocabulary_size"), lm_dir, stage1.seed)
+            lm_summary = json.loads((lm_dir / "pretraining.json").read_text(encoding="utf-8"))
+            timings["lm_pretraining"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        logger.info("Stage 1: visual encoder + VL-adapter + Light-T")
+        result1 = train(stage1, datasets=corpus)
+        timings["stage1"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        logger.info("Stage 2: frozen visual encoder + LLM-adapter + the LM")
+        result2 = train(stage2, datasets=corpus)
+        timings["stage2"] = time.perf_counter() - tick
+
+        language = stage1.resolved().data.language
+        baseline = constant_baseline(list(corpus["train"]["text"]), list(corpus["test"]["text"]), language)
+        predictions1, predictions2 = test_predictions(result1.output_dir), test_predictions(result2.output_dir)
+        examples = []
+        for row in corpus["test"].select(range(min(num_examples, len(corpus["test"])))):
+            examples.append({"id": row["id"], "signs": row["gloss"], "reference": row["text"],
+                             "stage1": predictions1.get(row["id"], {}).get("hypothesis"),
+                             "stage2": predictions2.get(row["id"], {}).get("hypothesis")})
+        timings["total"] = time.perf_counter() - started
+        metrics = {
+            "stage1": _scores(result1.metrics["test"]),
+            "stage2": _scores(result2.metrics["test"]),
+            "baseline": baseline,
+            "validation": {"stage1": _scores(result1.metrics.get("validation", {})),
+                           "stage2": _scores(result2.metrics.get("validation", {}))},
+            "examples": examples,
+            "language_model": llm or str(output_dir / "lm"),
+            "lm_pretraining": lm_summary and {k: lm_summary.get(k) for k in
+                                              ("num_texts", "num_parameters", "vocab_size", "steps", "validation_loss_before",
+                                               "validation_loss_after", "seconds")},
+            "corpus": {"options": dict(stage1.data.options), **{split: len(rows) for split, rows in corpus.items()}},
+            "configs": {name: str(path) for name, path in files.items()},
+            "overrides": list(overrides),
+            "quick": quick,
+            "threads": threads or torch.get_num_threads(),
+            "seconds": {k: round(v, 1) for k, v in timings.items()},
+        }
+        tmp = output_dir / ".metrics.json.tmp"
+        tmp.write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.replace(output_dir / "metrics.json")
+        return metrics
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+# ------------------------------------------------------------------------------------------------
+# Report
+
+
+def format_report(metrics: dict, output_dir: Path) -> str:
+    rows = [("constant baseline", metrics["baseline"]), ("stage 1 (Light-T)", metrics["stage1"]),
+            ("stage 2 (LM)", metrics["stage2"])]
+    num = metrics["stage1"].get("num_examples", metrics["corpus"].get("test"))
+    lines = [f"FLa-LLM demo: synthetic sign language -> English, test split ({num} clips of unseen sentences)", ""]
+    lines.append(f"  {'':<19}" + "".join(f"{METRIC_NAMES[k]:>9}" for k in METRIC_KEYS))
+    for name, scores in rows:
+        lines.append(f"  {name:<19}" + "".join(f"{scores[k]:9.2f}" for k in METRIC_KEYS))
+    lines += ["", f"  constant baseline: \"{metrics['baseline']['sentence']}\" for every clip"]
+    for key, name in (("signature", "BLEU"), ("rouge_signature", "ROUGE-L")):
+        if metrics["stage1"].get(key):
+            lines.append(f"  {name}: {metrics['stage1'][key]}")
+    lines += ["", "Translations of test clips:"]
+    for example in metrics["examples"]:
+        lines += [f"  [{example['id']}] signs: {example['signs']}",
+                  f"    reference: {example['reference']}",
+                  f"    stage 1:   {example['stage1']}",
+                  f"    stage 2:   {example['stage2']}"]
+    seconds = metrics["seconds"]
+    parts = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total")
+    lines += ["", f"Wall time {seconds['total']:.0f} s ({parts}).",
+              f"Models (from_pretrained / pipeline): {output_dir / 'stage1'}  {output_dir / 'stage2'}",
+              f"Metrics: {output_dir / 'metrics.json'}"]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="stage1.KEY=V / stage2.KEY=V (flallm train config keys), lm.SECTION.KEY=V (LM pre-training: "
+                             "texts, tokenizer, model, training), data.OPTION=V (synthetic corpus option, both stages).")
+    parser.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR,
+                        help=f"Where the exports, runs and metrics.json go (default: ./{DEFAULT_OUTPUT_DIR}).")
+    parser.add_argument("--quick", action="store_true",
+                        help="Tiny corpus and models, one epoch each: a smoke run of every step (it cannot learn).")
+    parser.add_argument("--llm", metavar="ID_OR_DIR",
+                        help="Stage 2's LLM (Hub id or folder with model + tokenizer) instead of pre-training a small one "
+                             "offline, e.g. facebook/mbart-large-cc25 where the Hub is reachable.")
+    parser.add_argument("--target-language", metavar="CODE",
+                        help="Language code token of the LLM's tokenizer for the targets (en_XX for mbart-large-cc25).")
+    parser.add_argument("--stage1-epochs", type=int, help="Same as stage1.training.epochs=N.")
+    parser.add_argument("--stage2-epochs", type=int, help="Same as stage2.training.epochs=N.")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="PyTorch intra-op threads (default 1, clips are decoded in a separate worker; 0: PyTorch's choice).")
+    parser.add_argument("--resume", action="store_true",
+                        help="Continue an interrupted demo in --output-dir (reuse its LM, resume the stages' checkpoints).")
+    parser.add_argument("--num-examples", type=int, default=5, help="Test translations to print (default 5).")
+    parser.add_argument("--stage1-config", metavar="YAML", help="Instead of train/configs/demo_stage1.yaml.")
+    parser.add_argument("--stage2-config", metavar="YAML", help="Instead of train/configs/demo_stage2.yaml.")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    for stage in ("stage1", "stage2"):
+        epochs = getattr(args, f"{stage}_epochs", None)
+        if epochs:
+            overrides.append(f"{stage}.training.epochs={epochs}")
+    config_files = {stage: getattr(args, f"{stage}_config") for stage in ("stage1", "stage2") if getattr(args, f"{stage}_config", None)}
+    output_dir = Path(args.output_dir).resolve()
+    metrics = run_demo(output_dir, quick=args.quick, llm=args.llm, target_language=args.target_language,
+                       overrides=overrides, threads=args.threads or None, resume=args.resume,
+                       config_files=config_files, num_examples=args.num_examples)
+    print(format_report(metrics, output_dir))
+    return 0
