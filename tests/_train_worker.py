@@ -37,7 +37,13 @@ def main() -> None:
 
         checkpointing.save_checkpoint = save_and_dump
     result = trainer.train(config, datasets=tiny_corpus(sys.argv[2]))
-    print("RESULT", json.dumps({"global_step": result.global_step, "best_step": result.best_step}))
+    summary = json.dumps({"global_step": result.global_step, "best_step": result.best_step})
+    if len(sys.argv) > 3:
+        # One file per rank: two ranks printing to one pipe can interleave their lines.
+        rank = os.environ.get("RANK", "0")
+        with open(os.path.join(sys.argv[3], f"result-rank{rank}.json"), "w", encoding="utf-8") as handle:
+            handle.write(summary)
+    print("RESULT", summary)
 
 
 if __name__ == "__main__":
