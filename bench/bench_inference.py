@@ -77,7 +77,8 @@ def main(argv=None) -> int:
     parser.add_argument("--full", action="store_true",
                         help="also the stage-2 model in the batching and cache sections, and --untrimmed (~10 min on 2 cores)")
     parser.add_argument("--batch-sizes", default="1,4,8", help="clips per call in the batching section (default 1,4,8)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs per latency measurement (default 2)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="timed runs per latency measurement, after a warm-up (default 1; 3 for stable numbers)")
     parser.add_argument("--batch-repeats", type=int, default=1, help="timed runs per batch size > 1 (default 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
