@@ -66,8 +66,11 @@ def count_flops(model, pixel_values, pixel_mask, labels) -> dict:
         model(pixel_values=pixel_values[:1], pixel_mask=pixel_mask[:1], labels=labels[:1]).loss.backward()
     step_one_video = counter.get_total_flops()
     model.zero_grad(set_to_none=True)
+    backbone = model.visual_encoder.backbone
+    backbone.eval()  # one frame: BatchNorm in training mode would reject a 1x1 map of a tiny input
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model.visual_encoder.backbone(pixel_values=pixel_values[0, :1])
+        backbone(pixel_values=pixel_values[0, :1])
+    backbone.train()
     backbone_forward_per_frame = counter.get_total_flops()
     return {"train_flops_per_video": step_one_video, "backbone_fwd_flops_per_frame": backbone_forward_per_frame}
 
