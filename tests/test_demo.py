@@ -100,5 +100,5 @@ def test_overrides_are_checked(tmp_path):
                                                                     "lm.training.epochs=5"])
     assert stage1.data.options["num_train"] == stage2.data.options["num_train"] == 50
     assert stage2.training.epochs == 2 and lm["training"]["epochs"] == 5
-    assert stage1.model.tokenizer == stage2.model.language_model == str(tmp_path / "lm")
+    assert stage1.model.tokenizer == str(tmp_path / "tokenizer") and stage2.model.language_model == str(tmp_path / "lm")
     assert stage2.model.stage1 == str(tmp_path / "stage1") and stage1.export_dir == str(tmp_path / "stage1")

@@ -157,6 +157,25 @@ def test_optimizer_groups_follow_module_prefixes():
         trainer.build_optimizer(model, config)
 
 
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_fused_optimizer_step_matches_the_per_tensor_loop(name):
+    """The fused step (the default on CPU/GPU, ~4x faster for small models) updates like torch's reference loop."""
+    updated = {}
+    for fused in (None, False):
+        model = tiny_model()
+        config = TrainConfig.from_dict({"stage": 1, "optimizer": {"name": name, "lr": 1e-2, "fused": fused}}).resolved()
+        optimizer = trainer.build_optimizer(model, config)
+        assert optimizer.defaults["fused"] is (fused is None)
+        torch.manual_seed(1)
+        for _ in range(3):
+            for parameter in model.parameters():
+                parameter.grad = torch.randn_like(parameter)
+            optimizer.step()
+        updated[fused] = [p.detach().clone() for p in model.parameters()]
+    for fused_value, loop_value in zip(updated[None], updated[False]):
+        torch.testing.assert_close(fused_value, loop_value, rtol=1e-5, atol=1e-6)
+
+
 def test_stage1_learns_the_tiny_corpus(stage1):
     losses = [record["train_loss"] for record in stage1.history]
     # Same 8 clips in both windows (epochs 1-3, 4-6): without learning the means would agree within ~1%.

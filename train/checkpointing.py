@@ -21,6 +21,20 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
+
+class _TiedWeightsNotice(logging.Filter):
+    """Drops Accelerate's "Removed shared tensor ... while saving" warning (one per checkpoint).
+
+    The tensors it names are tied copies of the LM's embedding matrix; loading re-ties them, which the
+    resume test verifies (a resumed run ends bit-identical to an uninterrupted one).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Removed shared tensor" not in record.getMessage()
+
+
+logging.getLogger("accelerate.utils.other").addFilter(_TiedWeightsNotice())
+
 STATE_FILE = "trainer_state.json"
 _NAME = re.compile(r"^step-(\d{8})$")
 

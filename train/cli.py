@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().level > logging.DEBUG:  # Accelerate's per-file "... saved in ..." lines, every checkpoint
+        logging.getLogger("accelerate").setLevel(logging.WARNING)
     module = importlib.import_module(COMMANDS[args.command][0])
     return int(module.run(args) or 0)
 

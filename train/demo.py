@@ -54,7 +54,7 @@ DEFAULT_OUTPUT_DIR = "flallm-demo"
 CONFIG_FILES = {"stage1": "demo_stage1.yaml", "stage2": "demo_stage2.yaml"}
 METRIC_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL")
 METRIC_NAMES = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "rougeL": "ROUGE-L"}
-OWNED_PATHS = ("stage1", "stage2", "lm", "runs", "metrics.json")
+OWNED_PATHS = ("stage1", "stage2", "lm", "tokenizer", "runs", "metrics.json")
 
 # The offline stand-in for mbart-large-cc25 (train/lm_pretraining.py). Override with lm.SECTION.KEY=VALUE.
 LM_DEFAULTS = {
@@ -150,7 +150,8 @@ def build_configs(output_dir: Path, quick: bool = False, overrides=(), llm: str 
         if target_language is not None:
             model["target_language"] = target_language
         if stage == "stage1":
-            model["tokenizer"] = language_model  # Light-T uses the LLM's tokenizer, trimmed to the corpus (paper)
+            # Light-T uses the LLM's tokenizer, trimmed to the corpus (paper); the demo's LM is saved with the same one.
+            model["tokenizer"] = llm or str(output_dir / "tokenizer")
             model["train_tokenizer"] = None
         else:
             model["stage1"] = str(output_dir / "stage1")
@@ -182,16 +183,60 @@ def lm_texts(settings: dict, corpus, vocabulary_size=None) -> list[str]:
     return list(dict.fromkeys(texts))
 
 
-def pretrain_lm(lm: dict, corpus, vocabulary_size, output_dir: Path, seed: int) -> Path:
+def train_lm_tokenizer(lm: dict, texts: list[str], output_dir: Path) -> Path:
+    """The LM's tokenizer (with the `<mask>` token of its pre-training), saved first: Light-T uses it too."""
     from modeling_flallm.tokenization_flallm import train_tokenizer
+
+    from .lm_pretraining import add_mask_token
+
+    tokenizer = train_tokenizer(texts, **lm["tokenizer"])
+    add_mask_token(tokenizer)
+    tokenizer.save_pretrained(output_dir)
+    return output_dir
+
+
+def pretrain_lm(lm: dict, texts: list[str], tokenizer_dir: Path, validation_texts: list[str], output_dir: Path, seed: int,
+                threads: int | None = None, progress: bool = True) -> Path:
+    """Pre-train the demo's LM (`train.lm_pretraining`) over the tokenizer in `tokenizer_dir`."""
+    import torch
+    from transformers import AutoTokenizer
 
     from .lm_pretraining import pretrain_denoising_lm
 
-    texts = lm_texts(lm["texts"], corpus, vocabulary_size)
-    tokenizer = train_tokenizer(texts, **lm["tokenizer"])
+    if threads:
+        torch.set_num_threads(threads)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     training = {"seed": seed, **lm["training"]}
-    return pretrain_denoising_lm(texts, tokenizer, output_dir, model_config=lm["model"],
-                                 validation_texts=list(corpus["validation"]["text"]), **training)
+    return pretrain_denoising_lm(texts, tokenizer, output_dir, model_config=lm["model"], validation_texts=validation_texts,
+                                 progress=progress, **training)
+
+
+def _pretrain_lm_process(log_level: int, *args) -> None:
+    """Entry point of the process that pre-trains the LM while stage 1 trains (see `start_lm_pretraining`)."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    pretrain_lm(*args, progress=False)
+
+
+def start_lm_pretraining(*args):
+    """Pre-train the LM in a second process, so that it runs on the core stage 1 leaves idle.
+
+    Stage 1 needs only the LM's tokenizer, and each step of these small models keeps one core busy (a second
+    intra-op thread gains little): on a 2-core CPU the two run side by side in about the time of stage 1 alone.
+    Its progress shows as log lines (one progress bar on the terminal: stage 1's).
+    """
+    import multiprocessing
+
+    process = multiprocessing.get_context("spawn").Process(
+        target=_pretrain_lm_process, args=(logging.getLogger().getEffectiveLevel(), *args), name="lm-pretraining")
+    process.start()
+    return process
+
+
+def wait_for_lm(process, lm_dir: Path) -> None:
+    process.join()
+    if process.exitcode != 0 or not (lm_dir / "pretraining.json").is_file():
+        raise RuntimeError(f"LM pre-training failed (process exit code {process.exitcode}; its error is printed above). "
+                           f"Stage 1 is kept: `flallm demo --resume --output-dir {lm_dir.parent}` retries the LM and goes on.")
 
 
 def constant_baseline(train_texts, test_texts, language: str = "en", candidates: int = 50) -> dict:
@@ -260,7 +305,7 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, quick: bool = False, l
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
-    timings = {}
+    timings, lm_process = {}, None
     try:
         _prepare_output_dir(output_dir, resume)
         tick = time.perf_counter()
@@ -268,22 +313,30 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, quick: bool = False, l
         timings["corpus"] = time.perf_counter() - tick
         logger.info("Synthetic corpus: %s clips", {split: len(rows) for split, rows in corpus.items()})
 
-        lm_summary = None
-        if llm is None:
-            tick = time.perf_counter()
-            lm_dir = output_dir / "lm"
-            if resume and (lm_dir / "pretraining.json").is_file():
-                logger.info("Reusing the pre-trained LM in %s", lm_dir)
-            else:
-                logger.info("Pre-training a small seq2seq LM on the synthetic language's text (mBART text infilling)")
-                pretrain_lm(lm, corpus, stage1.data.options.get("vocabulary_size"), lm_dir, stage1.seed)
-            lm_summary = json.loads((lm_dir / "pretraining.json").read_text(encoding="utf-8"))
-            timings["lm_pretraining"] = time.perf_counter() - tick
+        lm_summary, lm_dir = None, output_dir / "lm"
+        if llm is None and resume and (lm_dir / "pretraining.json").is_file():
+            logger.info("Reusing the pre-trained LM in %s", lm_dir)
+        elif llm is None:
+            texts = lm_texts(lm["texts"], corpus, stage1.data.options.get("vocabulary_size"))
+            if not (resume and (output_dir / "tokenizer" / "tokenizer_config.json").is_file()):  # stage 1 may resume on it
+                train_lm_tokenizer(lm, texts, output_dir / "tokenizer")
+            logger.info("Pre-training a small seq2seq LM on %d sentences of the synthetic language (mBART text infilling), "
+                        "in a second process alongside stage 1", len(texts))
+            lm_process = start_lm_pretraining(lm, texts, output_dir / "tokenizer", list(corpus["validation"]["text"]),
+                                              lm_dir, stage1.seed, threads)
 
         tick = time.perf_counter()
         logger.info("Stage 1: visual encoder + VL-adapter + Light-T")
         result1 = train(stage1, datasets=corpus)
         timings["stage1"] = time.perf_counter() - tick
+        if lm_process is not None:
+            tick = time.perf_counter()
+            wait_for_lm(lm_process, lm_dir)
+            lm_process = None
+            timings["waiting_for_lm"] = time.perf_counter() - tick
+        if llm is None:
+            lm_summary = json.loads((lm_dir / "pretraining.json").read_text(encoding="utf-8"))
+            timings["lm_pretraining"] = lm_summary["seconds"]
         tick = time.perf_counter()
         logger.info("Stage 2: frozen visual encoder + LLM-adapter + the LM")
         result2 = train(stage2, datasets=corpus)
@@ -322,6 +375,9 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, quick: bool = False, l
         return metrics
     finally:
         torch.set_num_threads(previous_threads)
+        if lm_process is not None and lm_process.is_alive():  # stage 1 failed or was interrupted
+            lm_process.terminate()
+            lm_process.join()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -347,7 +403,9 @@ def format_report(metrics: dict, output_dir: Path) -> str:
                   f"    stage 1:   {example['stage1']}",
                   f"    stage 2:   {example['stage2']}"]
     seconds = metrics["seconds"]
-    parts = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total")
+    names = {"corpus": "corpus", "stage1": "stage 1", "lm_pretraining": "LM pre-training alongside stage 1",
+             "waiting_for_lm": "waiting for the LM", "stage2": "stage 2"}
+    parts = ", ".join(f"{names.get(k, k)} {v:.0f} s" for k, v in seconds.items() if k != "total")
     lines += ["", f"Wall time {seconds['total']:.0f} s ({parts}).",
               f"Models (from_pretrained / pipeline): {output_dir / 'stage1'}  {output_dir / 'stage2'}",
               f"Metrics: {output_dir / 'metrics.json'}"]

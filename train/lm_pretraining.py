@@ -221,7 +221,7 @@ def pretrain_denoising_lm(
     for name, parameter in model.named_parameters():
         (no_decay if parameter.dim() < 2 or "norm" in name else decay).append(parameter)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=lr, betas=(0.9, 0.98), eps=1e-6)
+                                  lr=lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(warmup_ratio * total_steps), total_steps)
     num_parameters = sum(p.numel() for p in model.parameters())
     logger.info("Pre-training a %.1fM-parameter mBART (%s) on %d sentences: %d steps of %d, text infilling %.0f%% / Poisson(%.1f)",

@@ -316,7 +316,10 @@ def build_model(config: TrainConfig, texts: list[str], init_dir: Path, resume: b
     return model, processor
 
 
-def build_optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
+FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda", "mps", "xpu")  # where torch has fused SGD / Adam / AdamW kernels
+
+
+def build_optimizer(model, config: TrainConfig, device: torch.device | str = "cpu") -> torch.optim.Optimizer:
     """One parameter group per `optimizer.module_lr` prefix (e.g. adapter 1e-3), the rest at `optimizer.lr`.
 
     Frozen parameters are left out. A prefix that matches no trainable parameter is an error (a typo
@@ -340,11 +343,13 @@ def build_optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
         for prefix, params in groups.items()
         if params
     ]
+    fused = settings.fused if settings.fused is not None else torch.device(device).type in FUSED_OPTIMIZER_DEVICES
     if settings.name == "sgd":
-        return torch.optim.SGD(param_groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+        return torch.optim.SGD(param_groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay,
+                               fused=fused)
     optimizer_class = torch.optim.Adam if settings.name == "adam" else torch.optim.AdamW
     return optimizer_class(param_groups, lr=settings.lr, betas=tuple(settings.betas), eps=settings.eps,
-                           weight_decay=settings.weight_decay)
+                           weight_decay=settings.weight_decay, fused=fused)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -576,7 +581,7 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
         if config.training.max_steps:
             total_steps = min(total_steps, config.training.max_steps)
         warmup = config.scheduler.warmup_steps or int(config.scheduler.warmup_ratio * total_steps)
-        optimizer = build_optimizer(model, config)
+        optimizer = build_optimizer(model, config, accelerator.device)
         # Accelerate steps a prepared scheduler once per process per optimizer step.
         scheduler = get_scheduler(config.scheduler.name, optimizer, num_warmup_steps=warmup * accelerator.num_processes,
                                   num_training_steps=total_steps * accelerator.num_processes)
