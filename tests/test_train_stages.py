@@ -218,3 +218,24 @@ def test_stage2_on_light_t_states_trains_from_the_cache(tmp_path, stage1, corpus
     light_t = first.language_model.get_encoder().state_dict()
     for key, value in model.visual_encoder.light_t_encoder.state_dict().items():
         assert torch.equal(value, light_t[key]), key
+
+
+def test_tensorboard_tracker_records_training_and_validation_curves(tmp_path, corpus):
+    """`logging.report_to: tensorboard` (or `auto` with tensorboard installed) writes the run's curves."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = stage1_config(tmp_path / "run", training={"epochs": 2, "batch_size": 8, "log_every_steps": 1},
+                           logging={"report_to": "tensorboard", "project_name": "tiny"})
+    result = trainer.train(config, datasets=corpus)
+    event_files = sorted((tmp_path / "run" / "runs").rglob("events.out.tfevents.*"))
+    assert event_files, "no TensorBoard event file under the run directory"
+    scalars = {}
+    for path in event_files:
+        accumulator = EventAccumulator(str(path.parent))
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            scalars[tag] = [event.step for event in accumulator.Scalars(tag)]
+    assert scalars["train/loss"] == list(range(1, result.global_step + 1))
+    assert {"train/frames_per_second", "train/lr_default", "validation/bleu4"} <= set(scalars)
+    assert scalars["validation/bleu4"][-1] == result.global_step

@@ -13,7 +13,8 @@ Steps:
    mbart-large-cc25, which cannot be downloaded here. The text is `data_builders.synthetic_text(split="train")`
    plus the corpus's train sentences: never a validation or test sentence. Settings: `LM_DEFAULTS` below;
 3. stage 1 (train/configs/demo_stage1.yaml): visual encoder + VL-adapter + Light-T, trained end to end; Light-T
-   uses the LM's tokenizer trimmed to the train texts, as the paper's Light-T uses the LLM's;
+   uses the LM's tokenizer trimmed to the train texts, as the paper's Light-T uses the LLM's. The tokenizer is
+   trained first; the LM pre-trains in a second process while stage 1 trains (each keeps one core busy);
 4. stage 2 (train/configs/demo_stage2.yaml): the frozen stage-1 visual encoder, a fresh LLM-adapter and the LM,
    trained from cached visual features;
 5. the trainer scores each exported model on the test split; the demo adds a constant-output baseline (one
@@ -24,6 +25,7 @@ Output directory (other tools rely on it):
     DIR/metrics.json           {"stage1": {bleu1, bleu2, bleu3, bleu4, rougeL, ...}, "stage2": {...}, "baseline": {...},
                                 "examples": [...], "seconds": {...}, ...}
     DIR/lm/                    the pre-trained LM and its tokenizer (absent with --llm)
+    DIR/tokenizer/             that tokenizer, written before the LM for stage 1 (absent with --llm)
     DIR/runs/stage1, stage2    the trainer's run directories (train.log, predictions, checkpoints)
     DIR/cache/                 the synthetic corpus and the stage-2 feature cache (content-keyed, reused)
 A new run replaces these paths (nothing else in DIR); `--resume` continues an interrupted demo instead.
@@ -31,8 +33,9 @@ A new run replaces these paths (nothing else in DIR); `--resume` continues an in
 Overrides: `stage1.KEY=V` / `stage2.KEY=V` (dotted `flallm train` config keys), `lm.SECTION.KEY=V` (keys of
 `LM_DEFAULTS`), `data.OPTION=V` (a synthetic-corpus option, for both stages).
 
-Threads: PyTorch runs with one intra-op thread (`--threads`) and clips are decoded in one DataLoader worker
-(`data.num_workers: 1` in the configs), so two cores are busy without oversubscription. The models are tiny:
+Threads: PyTorch runs with one intra-op thread (`--threads`) in the training process and in the LM's, and clips
+are decoded in one DataLoader worker (`data.num_workers: 1` in the configs; rendering a 32 px clip costs a few
+percent of a training step), so two cores are busy without oversubscription. The models are tiny:
 a second intra-op thread gains little, and where the cores are shared with other jobs, OpenMP threads waiting
 for each other made training steps 5-10x slower in our measurements.
 """
