@@ -242,12 +242,13 @@ def wait_for_lm(process, lm_dir: Path) -> None:
                            f"Stage 1 is kept: `flallm demo --resume --output-dir {lm_dir.parent}` retries the LM and goes on.")
 
 
-def constant_baseline(train_texts, test_texts, language: str = "en", candidates: int = 50) -> dict:
+def constant_baseline(train_texts, test_texts, language: str = "en", candidates: int = 50, references: int = 1000) -> dict:
     """Scores of predicting one training sentence for every test clip: the most frequent training sentence.
 
     The synthetic train split holds distinct sentences (every count is 1). Ties are broken without looking at
     the test set: among the `candidates` tied sentences made of the most frequent words, the one with the highest
-    corpus BLEU-4 against the training sentences themselves (the strongest constant a model can learn).
+    corpus BLEU-4 against the first `references` training sentences (the strongest constant a model can learn;
+    all 4000 demo sentences pick the same one as the first 1000, in a quarter of the time).
     """
     import sacrebleu
 
@@ -259,8 +260,8 @@ def constant_baseline(train_texts, test_texts, language: str = "en", candidates:
     if len(tied) > 1:
         words = collections.Counter(word for text in train_texts for word in set(text.split()))
         tied.sort(key=lambda text: -sum(words[w] for w in text.split()) / max(1, len(text.split())))
-        references = [list(train_texts)]
-        tied = [max(tied[:candidates], key=lambda text: sacrebleu.corpus_bleu([text] * len(train_texts), references).score)]
+        sample = list(train_texts)[:references]
+        tied = [max(tied[:candidates], key=lambda text: sacrebleu.corpus_bleu([text] * len(sample), [sample]).score)]
     sentence = tied[0]
     scores = load_metric().compute(predictions=[sentence] * len(test_texts), references=list(test_texts), language=language)
     return {"sentence": sentence, "train_count": top, **{k: v for k, v in scores.items() if not k.endswith("signature")}}
