@@ -96,6 +96,11 @@ def test_overrides_are_checked(tmp_path):
         demo.build_configs(tmp_path, overrides=["lm.optimizer.lr=1"])
     with pytest.raises(ValueError, match="unknown key"):
         demo.build_configs(tmp_path, overrides=["stage1.training.epoch=3"])
+    # LM settings are checked before anything trains (the LM itself trains in a second process, alongside stage 1).
+    with pytest.raises(ValueError, match=r"lm.training: unknown key\(s\) \['epoch'\]"):
+        demo.build_configs(tmp_path, overrides=["lm.training.epoch=3"])
+    with pytest.raises(ValueError, match="lm.tokenizer: unknown key"):
+        demo.build_configs(tmp_path, overrides=["lm.tokenizer.vocabulary=300"])
     lm, stage1, stage2, _ = demo.build_configs(tmp_path, overrides=["data.num_train=50", "stage2.training.epochs=2",
                                                                     "lm.training.epochs=5"])
     assert stage1.data.options["num_train"] == stage2.data.options["num_train"] == 50

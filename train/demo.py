@@ -121,6 +121,20 @@ def lm_settings(overrides=()) -> dict:
     extra = set(settings["texts"]) - set(LM_DEFAULTS["texts"])
     if extra:
         raise ValueError(f"lm.texts: unknown key(s) {sorted(extra)}; expected some of {sorted(LM_DEFAULTS['texts'])}")
+    # Checked here, not minutes later in the LM's process: the keyword arguments each section feeds.
+    import inspect
+
+    from modeling_flallm.tokenization_flallm import train_tokenizer
+
+    from .lm_pretraining import pretrain_denoising_lm
+
+    fixed = {"tokenizer": {"texts"}, "training": {"texts", "tokenizer", "output_dir", "model_config", "validation_texts",
+                                                   "progress"}}
+    for section, function in (("tokenizer", train_tokenizer), ("training", pretrain_denoising_lm)):
+        accepted = set(inspect.signature(function).parameters) - fixed[section]
+        extra = set(settings[section]) - accepted
+        if extra:
+            raise ValueError(f"lm.{section}: unknown key(s) {sorted(extra)}; expected some of {sorted(accepted)}")
     return settings
 
 
