@@ -13,6 +13,7 @@ would silently clip.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -119,10 +120,24 @@ def probe_video(path: str | os.PathLike) -> tuple[int, float, tuple[int, int]]:
         return int(num_frames), float(rate), (stream.codec_context.height, stream.codec_context.width)
 
 
-def read_video_file(path: str | os.PathLike, indices=None) -> np.ndarray:
-    """Frames of a video file with PyAV; only the frames in `indices` are converted to RGB."""
+def _video_file_frames(path: str) -> Iterator[Any]:
+    """PyAV frames of the first video stream, in order, not yet converted to RGB; errors name the file."""
     import av
 
+    with _open_video(path) as container:
+        if not container.streams.video:
+            raise ValueError(f"{path}: no video stream; expected a video file")
+        count = 0
+        try:
+            for frame in container.decode(container.streams.video[0]):
+                count += 1
+                yield frame
+        except av.error.FFmpegError as error:
+            raise ValueError(f"{path}: could not decode the video after {count} frames ({error})") from None
+
+
+def read_video_file(path: str | os.PathLike, indices=None) -> np.ndarray:
+    """Frames of a video file with PyAV; only the frames in `indices` are converted to RGB."""
     path = str(path)
     wanted = None if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
     if wanted is not None and wanted.size and wanted.min() < 0:
@@ -130,20 +145,14 @@ def read_video_file(path: str | os.PathLike, indices=None) -> np.ndarray:
     last = None if wanted is None else (int(wanted.max()) if wanted.size else -1)
     keep = None if wanted is None else set(wanted.tolist())
     decoded: dict[int, np.ndarray] = {}
-    with _open_video(path) as container:
-        if not container.streams.video:
-            raise ValueError(f"{path}: no video stream; expected a video file")
-        stream = container.streams.video[0]
-        count = 0
-        try:
-            for index, frame in enumerate(container.decode(stream)):
-                if last is not None and index > last:
-                    break
-                count = index + 1
-                if keep is None or index in keep:
-                    decoded[index] = frame.to_ndarray(format="rgb24")
-        except av.error.FFmpegError as error:
-            raise ValueError(f"{path}: could not decode the video after {count} frames ({error})") from None
+    count = 0
+    with contextlib.closing(_video_file_frames(path)) as frames:  # closes the file when we stop early
+        for index, frame in enumerate(frames):
+            if last is not None and index > last:
+                break
+            count = index + 1
+            if keep is None or index in keep:
+                decoded[index] = frame.to_ndarray(format="rgb24")
     if count == 0:
         raise ValueError(f"{path}: video has no decodable frames")
     if wanted is None:
@@ -240,20 +249,11 @@ def iter_frames(video: Any) -> Iterator[np.ndarray]:
             return
         video = video.get("path") or video
     if isinstance(video, (str, os.PathLike)) and Path(video).is_file():
-        import av
-
-        with _open_video(str(video)) as container:
-            if not container.streams.video:
-                raise ValueError(f"{video}: no video stream; expected a video file")
-            count = 0
-            try:
-                for frame in container.decode(container.streams.video[0]):
-                    count += 1
-                    yield frame.to_ndarray(format="rgb24")
-            except av.error.FFmpegError as error:
-                raise ValueError(f"{video}: could not decode the video after {count} frames ({error})") from None
-            if count == 0:
-                raise ValueError(f"{video}: video has no decodable frames")
+        count = 0
+        for count, frame in enumerate(_video_file_frames(str(video)), start=1):
+            yield frame.to_ndarray(format="rgb24")
+        if count == 0:
+            raise ValueError(f"{video}: video has no decodable frames")
         return
     yield from decode_video(video)
 

@@ -2,8 +2,8 @@
 
 In stage 2 the visual encoder (backbone + temporal module) is frozen, so `get_visual_features` gives
 the same output for the same input every epoch; recomputing the CNN every epoch is wasted work
-(most of a stage-2 step on small LLMs). The features of each split are written once to Arrow files (`Array2D(shape=(None, C), dtype="float32")`,
-memory-mapped when read) under
+(most of a stage-2 step on small LLMs). The features of each split are written once to Arrow files
+(`Array2D(shape=(None, C), dtype="float32")`, memory-mapped when read) under
 
     <cache_dir>/<encoder fingerprint>/<dataset fingerprint>-<split>/part-00000-of-00001.arrow, done.json
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 logger = logging.getLogger(__name__)
 
@@ -136,19 +137,11 @@ def build_model(tokenizer, model_config: dict | None = None, seed: int = 0):
     return MBartForConditionalGeneration(MBartConfig(**settings))
 
 
-def _pad(sequences: list[list[int]], value: int) -> torch.Tensor:
-    width = max(len(s) for s in sequences)
-    out = torch.full((len(sequences), width), value, dtype=torch.long)
-    for i, s in enumerate(sequences):
-        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-    return out
-
-
 def _batch(encoded, indices, tokenizer, mask_id, special, rng, mask_ratio, poisson_lambda):
     sources = [text_infilling(encoded[i], mask_id, rng, mask_ratio, poisson_lambda, special) for i in indices]
     targets = [encoded[i] for i in indices]
-    input_ids = _pad(sources, tokenizer.pad_token_id)
-    labels = _pad(targets, -100)
+    input_ids = pad_sequence([torch.tensor(s) for s in sources], batch_first=True, padding_value=tokenizer.pad_token_id)
+    labels = pad_sequence([torch.tensor(t) for t in targets], batch_first=True, padding_value=-100)
     return {"input_ids": input_ids, "attention_mask": input_ids.ne(tokenizer.pad_token_id).long(), "labels": labels}
 
 
