@@ -107,3 +107,11 @@ def test_overrides_are_checked(tmp_path):
     assert stage2.training.epochs == 2 and lm["training"]["epochs"] == 5
     assert stage1.model.tokenizer == str(tmp_path / "tokenizer") and stage2.model.language_model == str(tmp_path / "lm")
     assert stage2.model.stage1 == str(tmp_path / "stage1") and stage1.export_dir == str(tmp_path / "stage1")
+
+
+def test_a_failing_lm_process_stops_the_demo_with_a_clear_error_and_keeps_stage1(tmp_path):
+    # The LM pre-trains in a second process alongside stage 1; its failure (here: a diverging lr) must surface.
+    with pytest.raises(RuntimeError, match="LM pre-training failed.*--resume"):
+        demo.run_demo(tmp_path, quick=True, overrides=["lm.training.lr=1e12"], num_examples=1)
+    assert (tmp_path / "stage1" / "config.json").is_file() and not (tmp_path / "lm").exists()
+    assert not (tmp_path / "metrics.json").exists()
