@@ -80,7 +80,7 @@ class OptimizerConfig:
     betas: list = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     weight_decay: float = 0.0
-    # PyTorch's fused (one-kernel) optimizer step; null: fused on cpu/cuda/mps/xpu. On a CPU it is 1.6-3x faster
+    # PyTorch's fused (one-kernel) optimizer step; null: fused on cpu/cuda/mps/xpu. On a CPU it is 1.4-3.2x faster
     # than the per-tensor loop for the demo's and the paper's models (BENCHMARKS.md, "Optimizer step").
     fused: bool | None = None
 
