@@ -91,6 +91,20 @@ class FlaLlmConfig(PreTrainedConfig):
             language model's own token-embedding scale (sqrt(d_model) for mBART with
             `scale_embedding=True`), so the adapter produces vectors in the space of the word
             embeddings it replaces.
+        bag_of_words_weight (`float`, *optional*, defaults to 0.0):
+            Beyond the paper: weight of a gloss-free auxiliary loss that asks the language model
+            encoder's output over the visual input (the visual embeddings for decoder-only language
+            models) which target tokens occur in the sentence: a linear head per time step, averaged
+            over time, binary cross-entropy (pseudo-glosses from the text itself, as in Sign2GPT).
+            Trained from scratch, Light-T's encoder otherwise learns to map every clip to nearly the
+            same vector and its decoder writes the language prior (BENCHMARKS.md, "Stage 1
+            diagnosis"); this loss keeps what the decoder reads informative. 0 disables it (the paper).
+        decoder_word_dropout (`float`, *optional*, defaults to 0.0):
+            Beyond the paper: in training, replace this fraction of the language model's decoder input
+            tokens (after the first) with the padding token, whose embedding is zero (word dropout,
+            Bowman et al. 2016). A decoder that cannot predict the sentence from its own prefix alone
+            has to read the visual input, which keeps it from settling on the language prior. Encoder-
+            decoder language models only; 0 disables it (the paper).
         stage (`str`, *optional*, defaults to `"visual_initialing"`):
             Which training stage this checkpoint belongs to (used by model cards and the trainer).
         use_lora (`bool`, *optional*, defaults to `False`):
@@ -118,6 +132,8 @@ class FlaLlmConfig(PreTrainedConfig):
     max_frames: int = 1024
     label_smoothing: float = 0.2
     visual_embedding_scale: float | None = None
+    bag_of_words_weight: float = 0.0
+    decoder_word_dropout: float = 0.0
     stage: str = "visual_initialing"
     use_lora: bool = False
     lora_rank: int = 16
@@ -156,6 +172,8 @@ class FlaLlmConfig(PreTrainedConfig):
         check("freeze", self.freeze in FREEZE_CHOICES, f"one of {FREEZE_CHOICES}")
         check("max_frames", self.max_frames >= 1, "an integer >= 1")
         check("label_smoothing", 0.0 <= self.label_smoothing < 1.0, "a float in [0, 1)")
+        check("bag_of_words_weight", self.bag_of_words_weight >= 0.0, "a float >= 0 (0 disables the loss)")
+        check("decoder_word_dropout", 0.0 <= self.decoder_word_dropout < 1.0, "a float in [0, 1) (0 disables it)")
         check("stage", self.stage in STAGES, f"one of {STAGES}")
         check("lora_rank", self.lora_rank >= 1, "an integer >= 1")
         check("lora_dropout", 0.0 <= self.lora_dropout < 1.0, "a float in [0, 1)")

@@ -155,7 +155,7 @@ class FlaLlmPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module):
-        if isinstance(module, (FlaLlmTemporalModule, FlaLlmAdapter)):
+        if isinstance(module, (FlaLlmTemporalModule, FlaLlmAdapter)) or module is getattr(self, "bag_of_words_head", None):
             for submodule in module.modules():
                 if hasattr(submodule, "reset_parameters"):
                     submodule.reset_parameters()
@@ -182,6 +182,10 @@ class FlaLlmForSignTranslation(FlaLlmPreTrainedModel, GenerationMixin):
         if language_model is None:
             language_model = _language_model_class(text_config).from_config(text_config)
         self.language_model = language_model
+        # Beyond the paper (config.bag_of_words_weight): which target tokens occur, from each time step.
+        self.bag_of_words_head = (
+            nn.Linear(text_config.hidden_size, text_config.vocab_size) if config.bag_of_words_weight > 0 else None
+        )
         self.post_init()
         if config.use_lora:
             # After post_init: weight tying is resolved on the plain language model's names.
@@ -361,6 +365,8 @@ class FlaLlmForSignTranslation(FlaLlmPreTrainedModel, GenerationMixin):
                 if labels is None:
                     raise ValueError("An encoder-decoder language model needs labels or decoder_input_ids.")
                 decoder_input_ids = self._shift_labels(labels)
+            if self.training and self.config.decoder_word_dropout > 0:
+                decoder_input_ids = self._drop_decoder_words(decoder_input_ids)
             outputs = self.language_model(
                 inputs_embeds=embeds,
                 attention_mask=mask,
@@ -369,6 +375,7 @@ class FlaLlmForSignTranslation(FlaLlmPreTrainedModel, GenerationMixin):
                 **kwargs,
             )
             logits = outputs.logits
+            bag_of_words_input = outputs.encoder_last_hidden_state
         else:
             if labels is None:
                 raise ValueError("A decoder-only language model needs labels in forward; use generate() to translate.")
@@ -384,6 +391,7 @@ class FlaLlmForSignTranslation(FlaLlmPreTrainedModel, GenerationMixin):
                 inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, **kwargs
             )
             logits = outputs.logits[:, prefix.shape[1] - 1 :]
+            bag_of_words_input = embeds
 
         loss = None
         if labels is not None:
@@ -393,7 +401,40 @@ class FlaLlmForSignTranslation(FlaLlmPreTrainedModel, GenerationMixin):
                 ignore_index=-100,
                 label_smoothing=self.config.label_smoothing,
             )
+            if self.bag_of_words_head is not None and self.training:
+                loss = loss + self.config.bag_of_words_weight * self.bag_of_words_loss(bag_of_words_input, mask, labels)
         return FlaLlmOutput(loss=loss, logits=logits, visual_features=visual_features, visual_mask=mask)
+
+    def _drop_decoder_words(self, decoder_input_ids: torch.LongTensor) -> torch.LongTensor:
+        """Word dropout (config.decoder_word_dropout): random decoder inputs after the first become padding."""
+        drop = torch.rand(decoder_input_ids.shape, device=decoder_input_ids.device) < self.config.decoder_word_dropout
+        drop[:, 0] = False
+        return decoder_input_ids.masked_fill(drop, self.config.text_config.pad_token_id)
+
+    def bag_of_words_loss(self, hidden_states, visual_mask, labels) -> torch.Tensor:
+        """Binary cross-entropy of "token v occurs in the target" against the head's logits pooled over time,
+        summed over the vocabulary and divided by the number of tokens that occur (special tokens left out).
+
+        `hidden_states`: the language model encoder's output over the visual input (encoder-decoder language
+        models; the visual embeddings for decoder-only ones): where the decoder reads, so that this loss keeps
+        what the decoder reads informative about the sentence from the first step on."""
+        logits = self.bag_of_words_head(hidden_states.float())
+        valid = visual_mask.bool()[..., None]
+        # Mean over time: every step gets a gradient from the first step on (max pooling reaches one step a token).
+        logits = logits.masked_fill(~valid, 0.0).sum(1) / valid.sum(1).clamp(min=1)
+        targets = torch.zeros_like(logits)
+        rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(labels)
+        present = labels.ne(-100)
+        targets[rows[present], labels[present]] = 1.0
+        text_config = self.config.text_config
+        special = {getattr(text_config, name, None) for name in
+                   ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")}
+        special = [i for i in special if isinstance(i, int) and 0 <= i < targets.shape[1]]
+        targets[:, special] = 0.0
+        weights = torch.ones_like(targets)
+        weights[:, special] = 0.0
+        loss = F.binary_cross_entropy_with_logits(logits, targets, weight=weights, reduction="sum")
+        return loss / targets.sum().clamp(min=1.0)
 
     def _shift_labels(self, labels: torch.LongTensor) -> torch.LongTensor:
         """Decoder inputs from labels, the way the language model itself builds them

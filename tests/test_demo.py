@@ -29,7 +29,7 @@ def quick_demo(tmp_path_factory):
 
 def test_quick_demo_writes_metrics_for_both_stages_and_the_baseline(quick_demo, capsys):
     metrics = json.loads((quick_demo / "metrics.json").read_text())
-    for stage in ("stage1", "stage2", "baseline"):
+    for stage in ("stage1", "stage2", "baseline", "gloss_to_text"):
         assert set(metrics[stage]) >= KEYS, stage
         assert all(0.0 <= metrics[stage][key] <= 100.0 for key in KEYS)
     assert metrics["stage1"]["num_examples"] == metrics["stage2"]["num_examples"] == 4  # the quick test split
@@ -38,7 +38,13 @@ def test_quick_demo_writes_metrics_for_both_stages_and_the_baseline(quick_demo, 
     assert metrics["baseline"]["sentence"] in corpus["train"]["text"]
     assert [e["reference"] for e in metrics["examples"]] == corpus["test"]["text"][:3]
     assert all(isinstance(e["stage1"], str) and isinstance(e["stage2"], str) for e in metrics["examples"])
-    assert set(metrics["seconds"]) >= {"corpus", "lm_pretraining", "stage1", "stage2", "total"}
+    assert set(metrics["seconds"]) >= {"corpus", "lm_pretraining", "stage1", "stage2", "ceiling", "total"}
+    # The gloss-to-text ceiling: the LM fine-tuned on the gold signs with stage 2's budget, alongside stage 2.
+    ceiling = json.loads((quick_demo / "ceiling.json").read_text())
+    assert ceiling["steps"] == metrics["gloss_to_text"]["steps"] == 2  # stage 2's: 16 clips / batch 8, 1 epoch
+    assert ceiling["settings"]["epochs"] == 1 and ceiling["settings"]["batch_size"] == 8
+    assert len(ceiling["predictions"]) == 4 and all(isinstance(e["gloss_to_text"], str) for e in metrics["examples"])
+    assert "gloss-to-text" in demo.format_report(metrics, quick_demo)
     summary = metrics["lm_pretraining"]
     assert summary["steps"] >= 1 and summary["validation_loss_after"] < summary["validation_loss_before"]
 

@@ -339,3 +339,76 @@ def test_stage2_adapter_input_frame_skips_the_temporal_module():
     assert stage2.visual_encoder.temporal is None
     features, _ = stage2.eval().get_visual_features(*batch())
     assert features.shape[-1] == TINY_VISION["hidden_sizes"][-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Training aids beyond the paper (off by default)
+
+
+def test_training_aids_are_off_by_default():
+    config = FlaLlmConfig()
+    assert config.bag_of_words_weight == 0.0 and config.decoder_word_dropout == 0.0
+    assert tiny_model().bag_of_words_head is None
+
+
+@pytest.mark.parametrize("kind", TEXT_CONFIGS)
+def test_bag_of_words_loss_is_added_in_training_only(kind):
+    plain = tiny_model(TEXT_CONFIGS[kind](), seed=0)
+    model = tiny_model(TEXT_CONFIGS[kind](), seed=0, bag_of_words_weight=0.5)
+    assert model.bag_of_words_head.in_features == model.config.text_config.hidden_size
+    model.load_state_dict(plain.state_dict(), strict=False)  # same weights except the new head
+    pixel_values, pixel_mask = batch()
+    plain.eval(), model.eval()
+    torch.testing.assert_close(model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).loss,
+                               plain(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).loss)
+    plain.train(), model.train()
+    torch.manual_seed(1)
+    ce = plain(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).loss
+    torch.manual_seed(1)
+    out = model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS)
+    assert out.loss > ce
+    out.loss.backward()
+    assert model.bag_of_words_head.weight.grad.abs().sum() > 0
+
+
+def test_bag_of_words_loss_rewards_the_tokens_of_the_sentence_and_ignores_padding_and_specials():
+    model = tiny_model(bag_of_words_weight=1.0)
+    vocab, hidden = model.config.text_config.vocab_size, model.config.text_config.hidden_size
+    labels = torch.tensor([[5, 6, 2, -100], [7, 2, -100, -100]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    with torch.no_grad():
+        model.bag_of_words_head.weight.copy_(torch.eye(vocab, hidden) if hidden >= vocab else torch.eye(vocab)[:, :hidden])
+        model.bag_of_words_head.bias.fill_(-4.0)
+
+    def loss_for(present):
+        states = torch.zeros(2, 4, hidden)
+        for row, tokens in enumerate(present):
+            for token in tokens:
+                states[row, :, token] = 8.0  # the head's logit for `token` is 8 - 4 = 4 on every step
+        return model.bag_of_words_loss(states, mask, labels)
+
+    right, wrong = loss_for([[5, 6], [7]]), loss_for([[8, 9], [10]])
+    assert right < 0.2 < wrong
+    # Padded steps do not count; the end-of-sequence token (a special token) is no target.
+    states = torch.zeros(2, 4, hidden)
+    states[0, :3, 5] = states[0, :3, 6] = states[1, :2, 7] = 8.0
+    padded = states.clone()
+    padded[0, 3] = padded[1, 2:] = 50.0
+    torch.testing.assert_close(model.bag_of_words_loss(states, mask, labels), model.bag_of_words_loss(padded, mask, labels))
+    torch.testing.assert_close(loss_for([[5, 6, 2], [7, 2]]), right)  # a high score for </s> costs nothing
+
+
+def test_decoder_word_dropout_replaces_decoder_inputs_in_training_only():
+    model = tiny_model(decoder_word_dropout=0.5)
+    ids = torch.randint(4, 16, (64, 12))
+    torch.manual_seed(0)
+    dropped = model._drop_decoder_words(ids)
+    pad = model.config.text_config.pad_token_id
+    assert torch.equal(dropped[:, 0], ids[:, 0])  # the start token stays
+    changed = dropped[:, 1:] != ids[:, 1:]
+    assert torch.all(dropped[:, 1:][changed] == pad)
+    assert 0.4 < changed.float().mean() < 0.6
+    pixel_values, pixel_mask = batch()
+    model.eval()
+    first = model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).logits
+    torch.testing.assert_close(first, model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).logits)

@@ -128,3 +128,16 @@ def test_shipped_configs_are_found_from_any_directory(tmp_path, monkeypatch):
     assert load_config("phoenix14t_stage1.yaml").stage == 2
     with pytest.raises(FileNotFoundError, match="nothing.yaml"):
         load_config("nothing.yaml")
+
+
+def test_grad_norm_modules_follow_the_model_layout():
+    from train.diagnostics import module_of
+
+    assert module_of("visual_encoder.backbone.embedder.embedder.convolution.weight") == "backbone"
+    assert module_of("visual_encoder.temporal.conv.weight") == "temporal"
+    assert module_of("visual_encoder.light_t_encoder.layers.0.fc1.weight") == "visual_light_t"
+    assert module_of("adapter.linear_1.weight") == "adapter"
+    assert module_of("language_model.model.encoder.layers.0.fc1.weight") == "lm_encoder"
+    assert module_of("language_model.model.decoder.layers.0.fc1.weight") == "lm_decoder"
+    assert module_of("language_model.lm_head.weight") == "lm_other"
+    assert module_of("language_model.model.layers.0.mlp.up_proj.weight") == "lm_other"  # a causal LM

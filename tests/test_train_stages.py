@@ -11,12 +11,15 @@ from transformers import MBartConfig, MBartForConditionalGeneration, ResNetConfi
 
 from data_builders import synthetic_text
 from _train_fixtures import single_thread  # noqa: F401  (autouse)
-from _train_fixtures import TINY_LIGHT_T, TINY_VISION, stage1_config, tiny_corpus
+from _train_fixtures import STAGE1, TINY_LIGHT_T, TINY_VISION, stage1_config, tiny_corpus
 from modeling_fixtures import tiny_model
 from modeling_flallm import FlaLlmForSignTranslation, FlaLlmProcessor
 from modeling_flallm.tokenization_flallm import train_tokenizer
 from train import hub, trainer
 from train.config import TrainConfig, load_config
+
+
+STAGE1_MODEL = STAGE1["model"]
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +229,7 @@ def test_tensorboard_tracker_records_training_and_validation_curves(tmp_path, co
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     config = stage1_config(tmp_path / "run", training={"epochs": 2, "batch_size": 8, "log_every_steps": 1},
-                           logging={"report_to": "tensorboard", "project_name": "tiny"})
+                           logging={"report_to": "tensorboard", "project_name": "tiny", "grad_norms_every_steps": 2})
     result = trainer.train(config, datasets=corpus)
     event_files = sorted((tmp_path / "run" / "runs").rglob("events.out.tfevents.*"))
     assert event_files, "no TensorBoard event file under the run directory"
@@ -239,3 +242,22 @@ def test_tensorboard_tracker_records_training_and_validation_curves(tmp_path, co
     assert scalars["train/loss"] == list(range(1, result.global_step + 1))
     assert {"train/frames_per_second", "train/lr_default", "validation/bleu4"} <= set(scalars)
     assert scalars["validation/bleu4"][-1] == result.global_step
+    # Per-module gradient norms (the paper's analysis), also in grad_norms.jsonl and train.log.
+    modules = ("backbone", "temporal", "adapter", "lm_encoder", "lm_decoder")
+    assert all(scalars[f"grad_norm/{module}"] == list(range(2, result.global_step + 1, 2)) for module in modules)
+    records = [json.loads(line) for line in (tmp_path / "run" / "grad_norms.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(2, result.global_step + 1, 2))
+    assert all(r[module] > 0 for r in records for module in modules)
+    assert "gradient norms at step 2: backbone" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_stage1_with_the_bag_of_words_loss_exports_its_head_and_stage2_drops_it(tmp_path, corpus):
+    config = stage1_config(tmp_path / "stage1", model={**STAGE1_MODEL, "config": {**STAGE1_MODEL["config"],
+                                                       "bag_of_words_weight": 1.0, "decoder_word_dropout": 0.2}})
+    result = trainer.train(config, datasets=corpus)
+    model = FlaLlmForSignTranslation.from_pretrained(result.export_dir)
+    assert model.config.bag_of_words_weight == 1.0 and model.config.decoder_word_dropout == 0.2
+    assert model.bag_of_words_head is not None
+    language_model = MBartForConditionalGeneration(MBartConfig(**{**TINY_LIGHT_T, "vocab_size": 40, "pad_token_id": 1}))
+    stage2 = FlaLlmForSignTranslation.from_stage1(model, language_model=language_model)
+    assert stage2.bag_of_words_head is None and stage2.config.decoder_word_dropout == 0.0

@@ -133,6 +133,7 @@ class FeatureCacheConfig:
 class LoggingConfig:
     report_to: str | list = "auto"  # auto: tensorboard when installed; none; or accelerate tracker names
     project_name: str = "flallm"
+    grad_norms_every_steps: int | None = 100  # per-module gradient norms (train/diagnostics.py); null: off
 
 
 @dataclass
@@ -191,7 +192,7 @@ class TrainConfig:
             check(key, _get(self, key) >= 1, "an integer >= 1")
         for key in ("training.epochs", "training.max_steps", "training.batch_size", "evaluation.batch_size",
                     "evaluation.every_epochs", "evaluation.every_steps", "checkpointing.every_steps",
-                    "data.max_train_samples", "data.max_eval_samples"):
+                    "data.max_train_samples", "data.max_eval_samples", "logging.grad_norms_every_steps"):
             check(key, _get(self, key) is None or _get(self, key) >= 1, "null or an integer >= 1")
         check("data.num_workers", self.data.num_workers >= 0, "an integer >= 0")
         check("optimizer.lr", self.optimizer.lr is None or self.optimizer.lr > 0, "null or a float > 0")

@@ -57,7 +57,7 @@ DEFAULT_OUTPUT_DIR = "flallm-demo"
 CONFIG_FILES = {"stage1": "demo_stage1.yaml", "stage2": "demo_stage2.yaml"}
 METRIC_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL")
 METRIC_NAMES = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "rougeL": "ROUGE-L"}
-OWNED_PATHS = ("stage1", "stage2", "lm", "tokenizer", "runs", "metrics.json")
+OWNED_PATHS = ("stage1", "stage2", "lm", "tokenizer", "runs", "metrics.json", "ceiling.json")
 
 # The offline stand-in for mbart-large-cc25 (train/lm_pretraining.py). Override with lm.SECTION.KEY=VALUE.
 LM_DEFAULTS = {
@@ -228,30 +228,56 @@ def pretrain_lm(lm: dict, texts: list[str], tokenizer_dir: Path, validation_text
                                  progress=progress, **training)
 
 
-def _pretrain_lm_process(log_level: int, *args) -> None:
-    """Entry point of the process that pre-trains the LM while stage 1 trains (see `start_lm_pretraining`)."""
+def ceiling_settings(stage2) -> dict:
+    """Stage 2's budget, for the gloss-to-text ceiling (`train.gloss_to_text`): same epochs, batch, rate, decoding."""
+    config = stage2.resolved()
+    return {"epochs": config.training.epochs, "batch_size": config.training.batch_size, "lr": config.optimizer.lr,
+            "warmup_ratio": config.scheduler.warmup_ratio, "weight_decay": config.optimizer.weight_decay,
+            "label_smoothing": config.model.config.get("label_smoothing", 0.2), "num_beams": config.evaluation.num_beams,
+            "max_new_tokens": config.evaluation.max_new_tokens, "language": config.data.language, "seed": config.seed}
+
+
+def run_ceiling(lm_dir: Path, pairs: dict, settings: dict, output_path: Path) -> dict:
+    """The gloss-to-text ceiling of the LM in `lm_dir`, written to `output_path` (JSON)."""
+    from .gloss_to_text import gloss_to_text_ceiling
+
+    scores = gloss_to_text_ceiling(lm_dir, pairs, **settings)
+    tmp = output_path.with_name(f".{output_path.name}.tmp")
+    tmp.write_text(json.dumps({"settings": settings, **scores}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(output_path)
+    return scores
+
+
+def _pretrain_lm_process(log_level: int, ceiling: tuple | None, *args) -> None:
+    """Entry point of the process that pre-trains the LM while stage 1 trains (see `start_lm_pretraining`),
+    then (`ceiling`: pairs, settings, output path) measures the gloss-to-text ceiling on that LM."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    pretrain_lm(*args, progress=False)
+    lm_dir = pretrain_lm(*args, progress=False)
+    if ceiling is not None:
+        run_ceiling(lm_dir, *ceiling)
 
 
-def start_lm_pretraining(*args):
+def start_lm_pretraining(ceiling, *args):
     """Pre-train the LM in a second process, so that it runs on the core stage 1 leaves idle.
 
     Stage 1 needs only the LM's tokenizer, and each step of these small models keeps one core busy (a second
     intra-op thread gains little): on a 2-core CPU the two run side by side in about the time of stage 1 alone.
-    Its progress shows as log lines (one progress bar on the terminal: stage 1's).
+    Its progress shows as log lines (one progress bar on the terminal: stage 1's). `ceiling`: see `_pretrain_lm_process`.
     """
     import multiprocessing
 
     process = multiprocessing.get_context("spawn").Process(
-        target=_pretrain_lm_process, args=(logging.getLogger().getEffectiveLevel(), *args), name="lm-pretraining")
+        target=_pretrain_lm_process, args=(logging.getLogger().getEffectiveLevel(), ceiling, *args), name="lm-pretraining")
     process.start()
     return process
 
 
 def wait_for_lm(process, lm_dir: Path) -> None:
-    process.join()
-    if process.exitcode != 0 or not (lm_dir / "pretraining.json").is_file():
+    """Until the LM is saved (its process then goes on with the gloss-to-text ceiling, alongside stage 2)."""
+    while process.is_alive() and not (lm_dir / "pretraining.json").is_file():
+        time.sleep(0.2)
+    if not (lm_dir / "pretraining.json").is_file():
+        process.join()
         raise RuntimeError(f"LM pre-training failed (process exit code {process.exitcode}; its error is printed above). "
                            f"Stage 1 is kept: `flallm demo --resume --output-dir {lm_dir.parent}` retries the LM and goes on.")
 
@@ -331,7 +357,11 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, quick: bool = False, l
         timings["corpus"] = time.perf_counter() - tick
         logger.info("Synthetic corpus: %s clips", {split: len(rows) for split, rows in corpus.items()})
 
-        lm_summary, lm_dir = None, output_dir / "lm"
+        ceiling_scores = None
+        lm_summary, lm_dir, ceiling_path = None, output_dir / "lm", output_dir / "ceiling.json"
+        # The gloss-to-text ceiling: the LM fine-tuned on the gold signs with stage 2's budget (train/gloss_to_text.py).
+        pairs = {split: {"gloss": list(corpus[split]["gloss"]), "text": list(corpus[split]["text"])} for split in ("train", "test")}
+        ceiling = (pairs, ceiling_settings(stage2), ceiling_path) if llm is None else None
         if llm is None and resume and (lm_dir / "pretraining.json").is_file():
             logger.info("Reusing the pre-trained LM in %s", lm_dir)
         elif llm is None:
@@ -340,7 +370,7 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, quick: bool = False, l
                 train_lm_tokenizer(lm, texts, output_dir / "tokenizer")
             logger.info("Pre-training a small seq2seq LM on %d sentences of the synthetic language (mBART text infilling), "
                         "in a second process alongside stage 1", len(texts))
-            lm_process = start_lm_pretraining(lm, texts, output_dir / "tokenizer", list(corpus["validation"]["text"]),
+            lm_process = start_lm_pretraining(ceiling, lm, texts, output_dir / "tokenizer", list(corpus["validation"]["text"]),
                                               lm_dir, stage1.seed, threads)
 
         tick = time.perf_counter()
@@ -350,7 +380,6 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, quick: bool = False, l
         if lm_process is not None:
             tick = time.perf_counter()
             wait_for_lm(lm_process, lm_dir)
-            lm_process = None
             timings["waiting_for_lm"] = time.perf_counter() - tick
         if llm is None:
             lm_summary = json.loads((lm_dir / "pretraining.json").read_text(encoding="utf-8"))
@@ -359,6 +388,16 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, quick: bool = False, l
         logger.info("Stage 2: frozen visual encoder + LLM-adapter + the LM")
         result2 = train(stage2, datasets=corpus)
         timings["stage2"] = time.perf_counter() - tick
+        if llm is None:
+            if lm_process is not None:  # the ceiling ran alongside stage 2
+                tick = time.perf_counter()
+                lm_process.join()
+                lm_process = None
+                timings["waiting_for_ceiling"] = time.perf_counter() - tick
+            if not ceiling_path.is_file():  # a resumed demo whose LM was reused, or a failed ceiling
+                run_ceiling(lm_dir, *ceiling[:2], ceiling_path)
+            ceiling_scores = json.loads(ceiling_path.read_text(encoding="utf-8"))
+            timings["ceiling"] = ceiling_scores["seconds"]
 
         language = stage1.resolved().data.language
         baseline = constant_baseline(list(corpus["train"]["text"]), list(corpus["test"]["text"]), language)
@@ -367,12 +406,15 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, quick: bool = False, l
         for row in corpus["test"].select(range(min(num_examples, len(corpus["test"])))):
             examples.append({"id": row["id"], "signs": row["gloss"], "reference": row["text"],
                              "stage1": predictions1.get(row["id"], {}).get("hypothesis"),
-                             "stage2": predictions2.get(row["id"], {}).get("hypothesis")})
+                             "stage2": predictions2.get(row["id"], {}).get("hypothesis"),
+                             "gloss_to_text": ceiling_scores["predictions"][len(examples)] if ceiling_scores else None})
         timings["total"] = time.perf_counter() - started
         metrics = {
             "stage1": _scores(result1.metrics["test"]),
             "stage2": _scores(result2.metrics["test"]),
             "baseline": baseline,
+            "gloss_to_text": ceiling_scores and {k: v for k, v in ceiling_scores.items()
+                                                 if k in METRIC_KEYS + ("steps", "seconds", "signature")},
             "validation": {"stage1": _scores(result1.metrics.get("validation", {})),
                            "stage2": _scores(result2.metrics.get("validation", {}))},
             "examples": examples,
@@ -405,12 +447,17 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, quick: bool = False, l
 def format_report(metrics: dict, output_dir: Path) -> str:
     rows = [("constant baseline", metrics["baseline"]), ("stage 1 (Light-T)", metrics["stage1"]),
             ("stage 2 (LM)", metrics["stage2"])]
+    if metrics.get("gloss_to_text"):
+        rows.append(("gloss-to-text", metrics["gloss_to_text"]))
     num = metrics["stage1"].get("num_examples", metrics["corpus"].get("test"))
     lines = [f"FLa-LLM demo: synthetic sign language -> English, test split ({num} clips of unseen sentences)", ""]
     lines.append(f"  {'':<19}" + "".join(f"{METRIC_NAMES[k]:>9}" for k in METRIC_KEYS))
     for name, scores in rows:
         lines.append(f"  {name:<19}" + "".join(f"{scores[k]:9.2f}" for k in METRIC_KEYS))
     lines += ["", f"  constant baseline: \"{metrics['baseline']['sentence']}\" for every clip"]
+    if metrics.get("gloss_to_text"):
+        lines.append("  gloss-to-text: the same LM fine-tuned on the gold signs with stage 2's budget (the ceiling of "
+                     "perfect recognition)")
     for key, name in (("signature", "BLEU"), ("rouge_signature", "ROUGE-L")):
         if metrics["stage1"].get(key):
             lines.append(f"  {name}: {metrics['stage1'][key]}")
@@ -420,9 +467,12 @@ def format_report(metrics: dict, output_dir: Path) -> str:
                   f"    reference: {example['reference']}",
                   f"    stage 1:   {example['stage1']}",
                   f"    stage 2:   {example['stage2']}"]
+        if example.get("gloss_to_text"):
+            lines.append(f"    gloss->text: {example['gloss_to_text']}")
     seconds = metrics["seconds"]
     names = {"corpus": "corpus", "stage1": "stage 1", "lm_pretraining": "LM pre-training alongside stage 1",
-             "waiting_for_lm": "waiting for the LM", "stage2": "stage 2"}
+             "waiting_for_lm": "waiting for the LM", "stage2": "stage 2",
+             "ceiling": "gloss-to-text ceiling (in the LM's process, alongside stage 2)", "waiting_for_ceiling": "waiting for it"}
     parts = ", ".join(f"{names.get(k, k)} {v:.0f} s" for k, v in seconds.items() if k != "total")
     lines += ["", f"Wall time {seconds['total']:.0f} s ({parts}).",
               f"Models (from_pretrained / pipeline): {output_dir / 'stage1'}  {output_dir / 'stage2'}",

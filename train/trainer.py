@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Sampler
 from . import checkpointing
 from .checkpointing import TrainerState
 from .config import TrainConfig, load_config
+from .diagnostics import module_grad_norms
 
 logger = logging.getLogger(__name__)
 
@@ -651,6 +652,9 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
                     if not torch.isfinite(losses).all():
                         raise NonFiniteLossError(_nonfinite_message("loss", losses, state, checkpoint_dir))
                     accelerator.backward(loss)
+                    every = config.logging.grad_norms_every_steps
+                    if every and accelerator.sync_gradients and (state.global_step + 1) % every == 0:
+                        log_grad_norms(accelerator, model, state.global_step + 1, output_dir)
                     if accelerator.sync_gradients and accelerator.scaler is None:
                         # The norm is needed anyway to catch inf gradients before they reach the weights.
                         grad_norm = accelerator.clip_grad_norm_(trainable, config.training.max_grad_norm or math.inf)
@@ -725,6 +729,16 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
         if log_handler is not None:
             logging.getLogger().removeHandler(log_handler)
             log_handler.close()
+
+
+def log_grad_norms(accelerator, model, step: int, output_dir: Path) -> None:
+    """Per-module gradient norms (before clipping) to the trackers, train.log and grad_norms.jsonl."""
+    norms = module_grad_norms(accelerator.unwrap_model(model))
+    accelerator.log({f"grad_norm/{module}": value for module, value in norms.items()}, step=step)
+    if accelerator.is_main_process:
+        logger.info("gradient norms at step %d: %s", step, ", ".join(f"{k} {v:.3g}" for k, v in norms.items()))
+        with open(output_dir / "grad_norms.jsonl", "a", encoding="utf-8") as file:
+            file.write(json.dumps({"step": step, **norms}) + "\n")
 
 
 def _release_accelerate_state() -> None:
