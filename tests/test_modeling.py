@@ -412,3 +412,15 @@ def test_decoder_word_dropout_replaces_decoder_inputs_in_training_only():
     model.eval()
     first = model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).logits
     torch.testing.assert_close(first, model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).logits)
+
+
+def test_encoder_output_spread_is_zero_when_every_clip_reads_the_same():
+    from train.diagnostics import encoder_output_spread
+
+    pixel_values, pixel_mask = batch()
+    model = tiny_model(tiny_llama_config())  # decoder-only: the spread of the visual embeddings themselves
+    assert encoder_output_spread(model, {"pixel_values": pixel_values, "pixel_mask": pixel_mask}) > 0.01
+    with torch.no_grad():
+        model.adapter.linear_2.weight.zero_()  # the same vector for every step of every clip
+    assert encoder_output_spread(model, {"pixel_values": pixel_values, "pixel_mask": pixel_mask}) < 1e-6
+    assert model.training  # left as it was

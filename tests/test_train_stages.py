@@ -240,7 +240,7 @@ def test_tensorboard_tracker_records_training_and_validation_curves(tmp_path, co
         for tag in accumulator.Tags()["scalars"]:
             scalars[tag] = [event.step for event in accumulator.Scalars(tag)]
     assert scalars["train/loss"] == list(range(1, result.global_step + 1))
-    assert {"train/frames_per_second", "train/lr_default", "validation/bleu4"} <= set(scalars)
+    assert {"train/frames_per_second", "train/lr_default", "validation/bleu4", "validation/encoder_output_spread"} <= set(scalars)
     assert scalars["validation/bleu4"][-1] == result.global_step
     # Per-module gradient norms (the paper's analysis), also in grad_norms.jsonl and train.log.
     modules = ("backbone", "temporal", "adapter", "lm_encoder", "lm_decoder")

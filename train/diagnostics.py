@@ -45,3 +45,28 @@ def module_grad_norms(model: torch.nn.Module) -> dict[str, float]:
         value = parameter.grad.detach().float().pow(2).sum()
         squares[module] = squares[module] + value if module in squares else value
     return {module: float(total.sqrt()) for module, total in squares.items()}
+
+
+@torch.no_grad()
+def encoder_output_spread(model: torch.nn.Module, batch: dict) -> float:
+    """How much what the decoder reads varies over clips and time steps, relative to its mean.
+
+    The language model encoder's output over the visual input (the visual embeddings for a decoder-only
+    language model), over the real steps of `batch` (a collated dev batch): the mean squared distance of each
+    step's vector from the batch mean, divided by the mean's squared norm. Near 0, every clip reads the same to
+    the decoder, which can then only write the language prior: a stage 1 that does not ground (BENCHMARKS.md,
+    "Stage 1 diagnosis") drops from ~2.6 at initialisation to below 0.001 within 1000 steps.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        embeds, mask, _ = model._visual_embeddings(batch["pixel_values"], batch.get("pixel_mask"), None, None)
+        if model.config.is_encoder_decoder:
+            states = model.language_model.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        else:
+            states = embeds
+        steps = states[mask.bool()].float()
+        mean = steps.mean(0)
+        return float((steps - mean).pow(2).sum(1).mean() / mean.pow(2).sum().clamp(min=1e-12))
+    finally:
+        model.train(was_training)

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Sampler
 from . import checkpointing
 from .checkpointing import TrainerState
 from .config import TrainConfig, load_config
-from .diagnostics import module_grad_norms
+from .diagnostics import encoder_output_spread, module_grad_norms
 
 logger = logging.getLogger(__name__)
 
@@ -396,6 +396,8 @@ def evaluate(accelerator, model, processor, dataset, config: TrainConfig, split:
             num_workers=config.data.num_workers, accelerator=accelerator,
             generate_kwargs={"num_beams": config.evaluation.num_beams, "max_new_tokens": config.evaluation.max_new_tokens})
     record = {"dataset": config.data.dataset, "split": split, **scores, "step": state.global_step, "epoch": state.epoch}
+    if split == "validation":
+        record["encoder_output_spread"] = _encoder_output_spread(accelerator, model, processor, dataset, config)
     if split == "validation" and state.loss_count:
         record["train_loss"] = state.loss_sum / state.loss_count
         state.loss_sum, state.loss_count = 0.0, 0
@@ -406,8 +408,19 @@ def evaluate(accelerator, model, processor, dataset, config: TrainConfig, split:
             for prediction in predictions:
                 handle.write(json.dumps(prediction, ensure_ascii=False) + "\n")
         logger.info("%s at step %d: %s", split, state.global_step,
-                    ", ".join(f"{key} {scores[key]:.2f}" for key in ("bleu1", "bleu4", "rougeL") if key in scores))
+                    ", ".join(f"{key} {record[key]:.2f}" for key in ("bleu1", "bleu4", "rougeL") if key in record)
+                    + (f", encoder output spread {record['encoder_output_spread']:.3g}" if "encoder_output_spread" in record else ""))
     return record
+
+
+def _encoder_output_spread(accelerator, model, processor, dataset, config: TrainConfig, num_clips: int = 32) -> float:
+    """`train.diagnostics.encoder_output_spread` on the first clips of the dev split (0 = the decoder reads the same
+    for every clip: the language-prior trap)."""
+    rows = [dataset[i] for i in range(min(num_clips, len(dataset)))]
+    batch = _sign_collator(processor, training=False, config=config)(rows)
+    batch = {k: v.to(accelerator.device) for k, v in batch.items() if torch.is_tensor(v)}
+    with _full_parameters(accelerator, model):
+        return encoder_output_spread(accelerator.unwrap_model(model), batch)
 
 
 def export(accelerator, model, processor, config: TrainConfig, metrics: dict) -> None:
