@@ -242,8 +242,45 @@ def train_ctc(config: TrainConfig, corpus, steps: int, output_dir: Path) -> dict
             handle.write(json.dumps(prediction, ensure_ascii=False) + "\n")
     (output_dir / "train_loss.json").write_text(json.dumps(log), encoding="utf-8")
     return {"steps": step, "dev_wer": word_error_rate([p["hypothesis"] for p in predictions], [p["reference"] for p in predictions]),
-            "train_loss_mean": loss_sum / max(1, step), "train_loss_last": log[-1]["loss"] if log else None,
+            **motion_confusions(predictions), "train_loss_mean": loss_sum / max(1, step), "train_loss_last": log[-1]["loss"] if log else None,
             "num_glosses": len(glosses)}
+
+
+def substitutions(hypothesis: list[str], reference: list[str]) -> list[tuple[str, str]]:
+    """(reference, hypothesis) sign pairs that a minimum-edit alignment substitutes."""
+    rows, cols = len(hypothesis) + 1, len(reference) + 1
+    cost = [[i + j if i == 0 or j == 0 else 0 for j in range(cols)] for i in range(rows)]
+    for i in range(1, rows):
+        for j in range(1, cols):
+            cost[i][j] = min(cost[i - 1][j] + 1, cost[i][j - 1] + 1, cost[i - 1][j - 1] + (hypothesis[i - 1] != reference[j - 1]))
+    pairs, i, j = [], rows - 1, cols - 1
+    while i > 0 and j > 0:
+        if cost[i][j] == cost[i - 1][j - 1] + (hypothesis[i - 1] != reference[j - 1]):
+            if hypothesis[i - 1] != reference[j - 1]:
+                pairs.append((reference[j - 1], hypothesis[i - 1]))
+            i, j = i - 1, j - 1
+        elif cost[i][j] == cost[i - 1][j] + 1:
+            i -= 1
+        else:
+            j -= 1
+    return pairs
+
+
+def motion_confusions(predictions: list[dict]) -> dict:
+    """Of the substituted signs, how many differ from the right one only in motion (same handshape and location)?
+
+    The synthetic signs are handshape x location x motion; at 12 fps and T/4 a 0.6 s sign leaves about two sampled
+    frames, so if the motion were lost, those pairs would dominate the substitutions. `chance` is the share of such
+    pairs among all pairs of signs that occur in the references.
+    """
+    from data_builders.synthetic import SIGN_CODES
+
+    same_place = lambda a, b: a in SIGN_CODES and b in SIGN_CODES and SIGN_CODES[a][:2] == SIGN_CODES[b][:2]  # noqa: E731
+    pairs = [pair for p in predictions for pair in substitutions(p["hypothesis"].split(), p["reference"].split())]
+    signs = sorted({sign for p in predictions for sign in p["reference"].split() if sign in SIGN_CODES})
+    all_pairs = [(a, b) for a in signs for b in signs if a != b]
+    return {"substitutions": len(pairs), "motion_only": sum(same_place(a, b) for a, b in pairs),
+            "chance": sum(same_place(a, b) for a, b in all_pairs) / max(1, len(all_pairs))}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -264,7 +301,7 @@ def train_stage1_gloss(config: TrainConfig, corpus) -> dict:
     validation = result.metrics.get("validation", {})
     return {"steps": result.global_step,
             "dev_wer": word_error_rate([p["hypothesis"] for p in predictions], [p["reference"] for p in predictions]),
-            "dev_bleu4": validation.get("bleu4"), "train_loss_mean": validation.get("train_loss")}  # since the last validation
+            **motion_confusions(predictions), "dev_bleu4": validation.get("bleu4"), "train_loss_mean": validation.get("train_loss")}  # since the last validation
 
 
 # ------------------------------------------------------------------------------------------------
@@ -336,7 +373,12 @@ def _run(args) -> int:
     weights = sorted({(row["method"], row["bag_of_words_weight"]) for row in rows if "bag_of_words_weight" in row})
     print("# stage-1 bag_of_words_weight: " + ", ".join(f"{method} {weight:g}" for method, weight in weights))
     print(markdown_table(rows, [("method", "method"), ("seed", "seed"), ("steps", "steps"), ("dev_wer", "dev WER (%)"),
+                                ("substitutions", "substituted signs"), ("motion_only", "of which motion only"),
                                 ("seconds", "seconds")]))
+    chance = next((row["chance"] for row in rows if "chance" in row), None)
+    if chance is not None:
+        print(f"# 'motion only': the right and the written sign share handshape and location; {100 * chance:.1f}% of the "
+              "pairs of signs in the dev references do")
     for seed in args.seeds:
         parts = [f"{r['method']} {r['ratio']:.2f}" for r in ratios if r["seed"] == seed]
         print(f"# seed {seed}: stage-1 dev WER / CTC dev WER: " + ", ".join(parts))

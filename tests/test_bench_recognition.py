@@ -59,3 +59,16 @@ def test_quick_run_writes_one_row_per_method(bench, tmp_path, capsys):
     first = json.loads(predictions[0].read_text().splitlines()[0])
     assert first["reference"].isupper()
     assert "| ctc | 0 | 2 |" in capsys.readouterr().out
+
+
+def test_substitutions_and_motion_confusions(bench):
+    recognition = bench
+    assert recognition.substitutions("A X C".split(), "A B C".split()) == [("B", "X")]
+    assert recognition.substitutions("A C".split(), "A B C".split()) == []  # a deletion, not a substitution
+    from data_builders.synthetic import SIGN_CODES
+
+    glosses = list(SIGN_CODES)
+    twin = next((a, b) for a in glosses for b in glosses if a != b and SIGN_CODES[a][:2] == SIGN_CODES[b][:2])
+    other = next(b for b in glosses if SIGN_CODES[b][:2] != SIGN_CODES[twin[0]][:2])
+    result = recognition.motion_confusions([{"hypothesis": f"{twin[1]} {other}", "reference": f"{twin[0]} {twin[0]}"}])
+    assert result["substitutions"] == 2 and result["motion_only"] == 1
