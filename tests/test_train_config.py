@@ -19,7 +19,7 @@ def test_configs_are_shipped_for_each_corpus_stage_and_ablation():
     for ablation in ("joint_end_to_end", "stage2_only_imagenet", "downsample_100_stage1", "downsample_50_stage1",
                      "downsample_12_5_stage1", "light_t_tiny_stage1", "light_t_small_stage1", "light_t_large_stage1",
                      "adapter_input_frame_stage2", "adapter_input_light_t_stage2", "freeze_none_stage2", "freeze_backbone_stage2",
-                     "llm_mbart_random_stage2", "llm_mt5_base_stage2"):
+                     "llm_mbart_random_stage2", "llm_mt5_base_stage2", "bag_of_words_stage1", "bag_of_words_stage2"):
         assert f"ablations/{ablation}.yaml" in names
 
 
@@ -141,3 +141,13 @@ def test_grad_norm_modules_follow_the_model_layout():
     assert module_of("language_model.model.decoder.layers.0.fc1.weight") == "lm_decoder"
     assert module_of("language_model.lm_head.weight") == "lm_other"
     assert module_of("language_model.model.layers.0.mlp.up_proj.weight") == "lm_other"  # a causal LM
+
+
+def test_integer_values_of_float_model_fields_are_accepted():
+    # YAML and the command line read `0` as an int; the strict config classes would reject it deep inside.
+    config = load_config(CONFIG_DIR / "demo_stage1.yaml", ["model.config.bag_of_words_weight=0",
+                                                           "model.config.label_smoothing=0", "model.light_t.dropout=0"])
+    assert config.model.config["bag_of_words_weight"] == 0.0 and isinstance(config.model.config["label_smoothing"], float)
+    from modeling_flallm import FlaLlmConfig
+
+    assert FlaLlmConfig(**{k: v for k, v in config.model.config.items() if k != "vision_config"}).bag_of_words_weight == 0.0

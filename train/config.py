@@ -229,6 +229,13 @@ class TrainConfig:
             unknown = sorted(set(given) - known)
             if unknown:
                 raise ValueError(f"{source}: {key} has unknown field(s) {unknown}; expected some of {sorted(known)}")
+        # YAML reads `label_smoothing: 0` as an int; the strict config classes would reject it deep inside.
+        for key, config_class in (("config", FlaLlmConfig), ("light_t", MBartConfig)):
+            section = getattr(self.model, key)
+            floats = [f.name for f in dataclasses.fields(config_class) if f.type is float or float in typing.get_args(f.type)]
+            for name in floats:
+                if type(section.get(name)) is int:
+                    section[name] = float(section[name])
 
     def resolved(self) -> "TrainConfig":
         """A copy with every stage-dependent default filled in (paper values)."""
