@@ -55,7 +55,8 @@ def encoder_output_spread(model: torch.nn.Module, batch: dict) -> float:
     language model), over the real steps of `batch` (a collated dev batch): the mean squared distance of each
     step's vector from the batch mean, divided by the mean's squared norm. Near 0, every clip reads the same to
     the decoder, which can then only write the language prior: a stage 1 that does not ground (BENCHMARKS.md,
-    "Stage 1 diagnosis") drops from ~2.6 at initialisation to below 0.001 within 1000 steps.
+    "Stage 1 diagnosis") can drop from ~2.6 at initialisation to below 0.001 within 1000 steps (not every run
+    that fails collapses: read it with dev BLEU and the gradient norms).
     """
     was_training = model.training
     model.eval()
