@@ -273,7 +273,7 @@ def start_lm_pretraining(ceiling, *args):
 
 
 def wait_for_lm(process, lm_dir: Path) -> None:
-    """Until the LM is saved (its process then goes on with the gloss-to-text ceiling, alongside stage 2)."""
+    """Until the LM is saved (its process then goes on with the gloss-to-text ceiling; stage 2 need not wait)."""
     while process.is_alive() and not (lm_dir / "pretraining.json").is_file():
         time.sleep(0.2)
     if not (lm_dir / "pretraining.json").is_file():
@@ -389,7 +389,7 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, quick: bool = False, l
         result2 = train(stage2, datasets=corpus)
         timings["stage2"] = time.perf_counter() - tick
         if llm is None:
-            if lm_process is not None:  # the ceiling ran alongside stage 2
+            if lm_process is not None:  # the LM's process may still be measuring the ceiling
                 tick = time.perf_counter()
                 lm_process.join()
                 lm_process = None
@@ -467,12 +467,12 @@ def format_report(metrics: dict, output_dir: Path) -> str:
                   f"    reference: {example['reference']}",
                   f"    stage 1:   {example['stage1']}",
                   f"    stage 2:   {example['stage2']}"]
-        if example.get("gloss_to_text"):
+        if example.get("gloss_to_text") is not None:
             lines.append(f"    gloss->text: {example['gloss_to_text']}")
     seconds = metrics["seconds"]
     names = {"corpus": "corpus", "stage1": "stage 1", "lm_pretraining": "LM pre-training alongside stage 1",
              "waiting_for_lm": "waiting for the LM", "stage2": "stage 2",
-             "ceiling": "gloss-to-text ceiling (in the LM's process, alongside stage 2)", "waiting_for_ceiling": "waiting for it"}
+             "ceiling": "gloss-to-text ceiling (in the LM's process, after it)", "waiting_for_ceiling": "waiting for the ceiling"}
     parts = ", ".join(f"{names.get(k, k)} {v:.0f} s" for k, v in seconds.items() if k != "total")
     lines += ["", f"Wall time {seconds['total']:.0f} s ({parts}).",
               f"Models (from_pretrained / pipeline): {output_dir / 'stage1'}  {output_dir / 'stage2'}",
