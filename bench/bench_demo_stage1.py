@@ -3,8 +3,9 @@
     python bench/bench_demo_stage1.py --seeds 42,7 [--output-dir DIR] [stage1.KEY=V data.OPTION=V ...]
     python bench/bench_demo_stage1.py --seeds 1,2 --quick            # a seconds-long smoke run
 
-Trained from scratch, the demo's stage 1 first emits a few fluent sentences for every clip and starts using
-the video at a step that varies with the seed (BENCHMARKS.md, "Demo"). This script runs the demo's stage 1
+Trained from scratch without help, Light-T first emits a few fluent sentences for every clip and starts using
+the video late, if at all (BENCHMARKS.md, "Stage 1 diagnosis"; compare the default with
+`stage1.model.config.bag_of_words_weight=0`). This script runs the demo's stage 1
 (train/configs/demo_stage1.yaml, the demo's override syntax, `train.demo.build_configs`) for each seed, one
 after the other, over the demo LM's tokenizer (trained once, no LM pre-training), and prints dev and test
 BLEU-4 / BLEU-1 of the best-on-dev checkpoint and the time of each run.
