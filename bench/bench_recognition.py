@@ -51,14 +51,24 @@ METHODS = ("ctc", "stage1-gloss", "stage1-gloss (no BoW)")
 # Metric
 
 
-def _edit_distance(hypothesis: list[str], reference: list[str]) -> int:
-    previous = list(range(len(reference) + 1))
-    for i, word in enumerate(hypothesis, 1):
-        current = [i]
-        for j, target in enumerate(reference, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != target)))
-        previous = current
-    return previous[-1]
+def align(hypothesis: list[str], reference: list[str]) -> tuple[int, list[tuple[str, str]]]:
+    """Word-level Levenshtein distance, and the (reference, hypothesis) pairs a minimum-edit alignment substitutes."""
+    rows, cols = len(hypothesis) + 1, len(reference) + 1
+    cost = [[i + j if i == 0 or j == 0 else 0 for j in range(cols)] for i in range(rows)]
+    for i in range(1, rows):
+        for j in range(1, cols):
+            cost[i][j] = min(cost[i - 1][j] + 1, cost[i][j - 1] + 1, cost[i - 1][j - 1] + (hypothesis[i - 1] != reference[j - 1]))
+    pairs, i, j = [], rows - 1, cols - 1
+    while i > 0 and j > 0:
+        if cost[i][j] == cost[i - 1][j - 1] + (hypothesis[i - 1] != reference[j - 1]):
+            if hypothesis[i - 1] != reference[j - 1]:
+                pairs.append((reference[j - 1], hypothesis[i - 1]))
+            i, j = i - 1, j - 1
+        elif cost[i][j] == cost[i - 1][j] + 1:
+            i -= 1
+        else:
+            j -= 1
+    return cost[-1][-1], pairs[::-1]
 
 
 def word_error_rate(hypotheses, references) -> float:
@@ -69,7 +79,7 @@ def word_error_rate(hypotheses, references) -> float:
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
     words = lambda sentence: sentence.split() if isinstance(sentence, str) else list(sentence)  # noqa: E731
-    errors = sum(_edit_distance(words(h), words(r)) for h, r in zip(hypotheses, references))
+    errors = sum(align(words(h), words(r))[0] for h, r in zip(hypotheses, references))
     total = sum(len(words(r)) for r in references)
     if total == 0:
         return 0.0 if errors == 0 else math.inf
@@ -246,26 +256,6 @@ def train_ctc(config: TrainConfig, corpus, steps: int, output_dir: Path) -> dict
             "num_glosses": len(glosses)}
 
 
-def substitutions(hypothesis: list[str], reference: list[str]) -> list[tuple[str, str]]:
-    """(reference, hypothesis) sign pairs that a minimum-edit alignment substitutes."""
-    rows, cols = len(hypothesis) + 1, len(reference) + 1
-    cost = [[i + j if i == 0 or j == 0 else 0 for j in range(cols)] for i in range(rows)]
-    for i in range(1, rows):
-        for j in range(1, cols):
-            cost[i][j] = min(cost[i - 1][j] + 1, cost[i][j - 1] + 1, cost[i - 1][j - 1] + (hypothesis[i - 1] != reference[j - 1]))
-    pairs, i, j = [], rows - 1, cols - 1
-    while i > 0 and j > 0:
-        if cost[i][j] == cost[i - 1][j - 1] + (hypothesis[i - 1] != reference[j - 1]):
-            if hypothesis[i - 1] != reference[j - 1]:
-                pairs.append((reference[j - 1], hypothesis[i - 1]))
-            i, j = i - 1, j - 1
-        elif cost[i][j] == cost[i - 1][j] + 1:
-            i -= 1
-        else:
-            j -= 1
-    return pairs
-
-
 def motion_confusions(predictions: list[dict]) -> dict:
     """Of the substituted signs, how many differ from the right one only in motion (same handshape and location)?
 
@@ -276,7 +266,7 @@ def motion_confusions(predictions: list[dict]) -> dict:
     from data_builders.synthetic import SIGN_CODES
 
     same_place = lambda a, b: a in SIGN_CODES and b in SIGN_CODES and SIGN_CODES[a][:2] == SIGN_CODES[b][:2]  # noqa: E731
-    pairs = [pair for p in predictions for pair in substitutions(p["hypothesis"].split(), p["reference"].split())]
+    pairs = [pair for p in predictions for pair in align(p["hypothesis"].split(), p["reference"].split())[1]]
     signs = sorted({sign for p in predictions for sign in p["reference"].split() if sign in SIGN_CODES})
     all_pairs = [(a, b) for a in signs for b in signs if a != b]
     return {"substitutions": len(pairs), "motion_only": sum(same_place(a, b) for a, b in pairs),

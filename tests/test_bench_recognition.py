@@ -63,8 +63,8 @@ def test_quick_run_writes_one_row_per_method(bench, tmp_path, capsys):
 
 def test_substitutions_and_motion_confusions(bench):
     recognition = bench
-    assert recognition.substitutions("A X C".split(), "A B C".split()) == [("B", "X")]
-    assert recognition.substitutions("A C".split(), "A B C".split()) == []  # a deletion, not a substitution
+    assert recognition.align("A X C".split(), "A B C".split()) == (1, [("B", "X")])
+    assert recognition.align("A C".split(), "A B C".split()) == (1, [])  # a deletion, not a substitution
     from data_builders.synthetic import SIGN_CODES
 
     glosses = list(SIGN_CODES)

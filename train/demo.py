@@ -230,10 +230,13 @@ def pretrain_lm(lm: dict, texts: list[str], tokenizer_dir: Path, validation_text
 
 def ceiling_settings(stage2) -> dict:
     """Stage 2's budget, for the gloss-to-text ceiling (`train.gloss_to_text`): same epochs, batch, rate, decoding."""
+    from modeling_flallm import FlaLlmConfig
+
     config = stage2.resolved()
     return {"epochs": config.training.epochs, "batch_size": config.training.batch_size, "lr": config.optimizer.lr,
             "warmup_ratio": config.scheduler.warmup_ratio, "weight_decay": config.optimizer.weight_decay,
-            "label_smoothing": config.model.config.get("label_smoothing", 0.2), "num_beams": config.evaluation.num_beams,
+            "label_smoothing": config.model.config.get("label_smoothing", FlaLlmConfig().label_smoothing),
+            "num_beams": config.evaluation.num_beams,
             "max_new_tokens": config.evaluation.max_new_tokens, "language": config.data.language, "seed": config.seed}
 
 

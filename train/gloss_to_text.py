@@ -102,5 +102,5 @@ def gloss_to_text_ceiling(
                                    language=language)
     seconds = time.perf_counter() - started
     logger.info("Gloss-to-text ceiling (%d steps): %s BLEU-4 %.2f (%.0f s)", total_steps, split, scores["bleu4"], seconds)
-    return {**{k: v for k, v in scores.items()}, "steps": total_steps, "seconds": round(seconds, 1),
+    return {**scores, "steps": total_steps, "seconds": round(seconds, 1),
             "predictions": predictions}
