@@ -14,6 +14,7 @@ COMMANDS = {
     "prepare": ("data_builders.prepare", "Prepare a corpus once into Hub-ready parquet shards."),
     "train": ("train.trainer", "Train one stage from a YAML config (stage 1 or stage 2)."),
     "demo": ("train.demo", "Synthetic corpus -> stage 1 -> stage 2 -> metrics, offline."),
+    "study": ("train.study", "Run one of the paper's ablation tables over seeds, beside the paper's numbers."),
     "evaluate": ("train.evaluation", "Translate a split and score it (BLEU-1..4, ROUGE-L, chrF)."),
     "translate": ("train.translate", "Translate video files or frame folders."),
     "push": ("train.hub", "Push an exported stage directory to the Hub with a model card."),

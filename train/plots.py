@@ -1,0 +1,83 @@
+"""Pictures of results (matplotlib, drawn off-screen to PNG): study bars and gradient norms.
+
+Each function takes plain data (no training objects) and writes one PNG atomically, so a half-written
+picture never replaces a good one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    figure.savefig(tmp, dpi=120, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_study(title: str, rows: list[dict], path: Path, metric: str = "BLEU-4") -> Path:
+    """One bar per row: the mean over seeds with a +- std error bar, each seed as a dot, the paper's number as a
+    hollow bar beside it. `rows`: [{"label", "values": [per-seed scores], "paper": float | None}]."""
+    import statistics
+
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(1.9 * len(rows) + 2.0, 4.0))
+    width = 0.38
+    for index, row in enumerate(rows):
+        values = row["values"]
+        if values:
+            mean = statistics.mean(values)
+            axis.bar(index - width / 2, mean, width, yerr=statistics.pstdev(values), capsize=4, color="tab:blue",
+                     label="here (mean +- std over seeds)" if index == 0 else None)
+            axis.scatter([index - width / 2] * len(values), values, color="black", s=10, zorder=3,
+                         label="one seed" if index == 0 else None)
+        if row.get("paper") is not None:
+            axis.bar(index + width / 2, row["paper"], width, fill=False, edgecolor="tab:orange", hatch="//",
+                     label="paper (PHOENIX-2014T)" if index == 0 else None)
+    axis.set_xticks(range(len(rows)), [row["label"].replace(" (", "\n(") for row in rows], fontsize=8)
+    axis.set_ylabel(f"test {metric}")
+    axis.set_title(title, fontsize=10)
+    axis.legend(fontsize=8, loc="upper left")
+    axis.grid(axis="y", alpha=0.3)
+    try:
+        return _save(figure, path)
+    finally:
+        plt.close(figure)
+
+
+def plot_gradient_norms(panels: list[dict], path: Path) -> Path:
+    """Per-module gradient norms over optimizer steps, one panel per run (log scale).
+
+    `panels`: [{"title", "records": [{"step": int, MODULE: norm, ...}, ...]}] as in a run's grad_norms.jsonl.
+    """
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False, sharey=True)
+    for axis, panel in zip(axes[0], panels):
+        records = panel["records"]
+        modules = [key for key in dict.fromkeys(k for record in records for k in record) if key != "step"]
+        for module in modules:
+            points = [(r["step"], r[module]) for r in records if r.get(module)]
+            if points:
+                axis.plot(*zip(*points), label=module, marker=".", markersize=3, linewidth=1)
+        axis.set_yscale("log")
+        axis.set_xlabel("optimizer step")
+        axis.set_title(panel["title"], fontsize=10)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    axes[0][0].set_ylabel("gradient L2 norm (before clipping)")
+    try:
+        return _save(figure, path)
+    finally:
+        plt.close(figure)
