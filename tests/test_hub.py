@@ -240,3 +240,26 @@ def test_pushed_training_export_runs_as_remote_code(tmp_path):
     assert report["result"] == expected and expected["translation_text"]
     assert report["class"].startswith("transformers_modules.")
     assert report["leaked"] == []
+
+
+STRAY_FILES = (".env", "id_rsa", "optimizer.bin", "random_states_0.pkl", "pytorch_model.bin", "notes.txt", "evil.py")
+
+
+def test_only_model_files_are_pushed_and_the_dry_run_names_what_is_skipped(stage1_dir, tmp_path):
+    for name in STRAY_FILES:
+        (stage1_dir / name).write_text("secret")
+    (stage1_dir / "logs").mkdir()
+    (stage1_dir / "logs" / "config.json").write_text("{}")  # allowed names count only at the top level
+    upload, skipped = hub.select_files(stage1_dir)
+    assert not set(STRAY_FILES) & set(upload) and "logs/config.json" not in upload
+    assert set(STRAY_FILES) | {"logs/config.json", "checkpoints/step_10/optimizer.pt"} <= set(skipped)
+    with HubServer() as server:
+        dry = run_python(["-m", "train.cli", "--log-level", "WARNING", "push", "--model", str(stage1_dir), "--repo-id",
+                          "someone/stray", "--dry-run"], hub_env(server, tmp_path))
+        run_python(["-m", "train.cli", "--log-level", "WARNING", "push", "--model", str(stage1_dir), "--repo-id",
+                    "someone/stray"], hub_env(server, tmp_path))
+    files, skipped_text = dry.stdout.split("\nSkipped (not model files; never uploaded):\n")
+    assert all(f"  {name}\n" in skipped_text + "\n" for name in STRAY_FILES)
+    assert not any(f"  {name}\n" in files for name in STRAY_FILES)
+    [commit] = server.state.commits
+    assert not set(STRAY_FILES) & set(commit.files) and "model.safetensors" in commit.files

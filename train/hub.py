@@ -113,10 +113,17 @@ METRICS_NOTE = (
     "formula used by earlier SLT papers), computed with rouge-score. chrF: sacrebleu chrF2."
 )
 
-# Never uploaded: training state and logs that may sit in a run directory.
-IGNORE_DIRS = ("checkpoint*", "checkpoints", "runs", "logs", "wandb", "__pycache__", ".git", ".cache")
-IGNORE_FILES = ("optimizer.pt", "scheduler.pt", "rng_state*.pth", "*.lock", "*.tmp", "README.md", ".DS_Store")
-
+# What a push uploads: an allow-list, so that a stray `.env`, key, optimizer state or log in the folder is never
+# published. Weights as safetensors only (a pickle is code); the remote-code modules are the package's own files.
+UPLOAD_PATTERNS = (
+    "*.safetensors", "*.safetensors.index.json",  # weights
+    "config.json", "generation_config.json", "processor_config.json", "preprocessor_config.json",
+    "video_preprocessor_config.json",  # configs
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
+    "merges.txt", "sentencepiece.bpe.model", "spiece.model", "tokenizer.model", "chat_template.jinja",  # tokenizer
+    "metrics.json", "metrics_*.json", TRAINING_CONFIG_FILE,  # what the card reports
+)
+REMOTE_CODE_FILES = tuple(sorted(path.name for path in PIPELINE_SOURCE_DIR.glob("*.py") if path.name != "__init__.py"))
 
 
 @dataclass
@@ -376,16 +383,24 @@ def _render(info: RunInfo, repo_id, stage: int, dataset, language, license, base
     )
 
 
-def files_to_upload(model_dir) -> list[str]:
-    """Relative paths of the run directory's files, without training state, logs or an old card."""
+def select_files(model_dir) -> tuple[list[str], list[str]]:
+    """(files to upload, files skipped): relative paths. Only top-level files on the allow-list (`UPLOAD_PATTERNS`,
+    the remote-code modules) are uploaded; subfolders (checkpoints, logs) and everything else are skipped, as is an old
+    README.md (the card replaces it)."""
     model_dir = Path(model_dir)
-    selected = []
+    upload, skipped = [], []
     for root, dirs, files in os.walk(model_dir):
-        dirs[:] = sorted(d for d in dirs if not any(fnmatch.fnmatch(d, p) for p in IGNORE_DIRS))
+        dirs.sort()
         for name in sorted(files):
-            if not any(fnmatch.fnmatch(name, p) for p in IGNORE_FILES):
-                selected.append((Path(root) / name).relative_to(model_dir).as_posix())
-    return selected
+            relative = (Path(root) / name).relative_to(model_dir).as_posix()
+            allowed = root == str(model_dir) and (name in REMOTE_CODE_FILES or any(fnmatch.fnmatch(name, p) for p in UPLOAD_PATTERNS))
+            (upload if allowed else skipped).append(relative)
+    return upload, [path for path in skipped if path != "README.md"]
+
+
+def files_to_upload(model_dir) -> list[str]:
+    """Relative paths of the files a push uploads (see `select_files`)."""
+    return select_files(model_dir)[0]
 
 
 def _pipeline_additions(info: RunInfo, paths: list[str]) -> dict:
@@ -423,7 +438,9 @@ def push_stage_to_hub(model_dir, repo_id: str, *, stage=None, private: bool | No
     if "auto_map" not in info.config:
         logger.warning("%s/config.json has no auto_map: the model will load only where flallm is installed "
                        "(not with trust_remote_code alone).", model_dir)
-    paths = files_to_upload(model_dir)
+    paths, skipped = select_files(model_dir)
+    if skipped:
+        logger.info("Not uploading %d file(s) that are not model files: %s", len(skipped), ", ".join(skipped))
     extra = _pipeline_additions(info, paths)
     operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(model_dir / p)) for p in paths if p not in extra]
     operations += [CommitOperationAdd(path_in_repo=p, path_or_fileobj=content) for p, content in extra.items()]
@@ -468,7 +485,10 @@ def run(args: argparse.Namespace) -> int:
                     "license": args.license, "base_model": args.base_model}
     if args.dry_run:
         print(render_model_card(args.model, args.repo_id, **card_options))
-        print("\nFiles:", *files_to_upload(args.model), "README.md", sep="\n  ")
+        upload, skipped = select_files(args.model)
+        print("\nFiles:", *upload, "README.md (the card above)", sep="\n  ")
+        if skipped:
+            print("\nSkipped (not model files; never uploaded):", *skipped, sep="\n  ")
         return 0
     info = push_stage_to_hub(args.model, args.repo_id, private=args.private or None, create_pr=args.create_pr,
                              commit_message=args.commit_message, token=args.token, revision=args.revision,

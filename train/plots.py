@@ -64,13 +64,14 @@ def plot_gradient_norms(panels: list[dict], path: Path) -> Path:
     """
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False, sharey=True)
+    modules = [key for key in dict.fromkeys(k for panel in panels for r in panel["records"] for k in r) if key != "step"]
+    colors = {module: f"C{index % 10}" for index, module in enumerate(modules)}  # one colour per module in every panel
     for axis, panel in zip(axes[0], panels):
         records = panel["records"]
-        modules = [key for key in dict.fromkeys(k for record in records for k in record) if key != "step"]
         for module in modules:
             points = [(r["step"], r[module]) for r in records if r.get(module)]
             if points:
-                axis.plot(*zip(*points), label=module, marker=".", markersize=3, linewidth=1)
+                axis.plot(*zip(*points), label=module, color=colors[module], marker=".", markersize=3, linewidth=1)
         axis.set_yscale("log")
         axis.set_xlabel("optimizer step")
         axis.set_title(panel["title"], fontsize=10)

@@ -276,6 +276,7 @@ def train_run(config, commit: str | None) -> dict:
 def _job_process(log_path: str, log_level: int, threads: int | None, function, *args) -> None:
     """Entry point of a job's process. Its output (log lines at INFO, progress bars, an error) goes to `log_path`, so
     that the runs side by side leave the study's console to the study's own lines."""
+    os.environ.setdefault("TQDM_MININTERVAL", "30")  # progress bars in a log file: a line every 30 s, not every step
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "a", encoding="utf-8")
     sys.stdout.flush()
@@ -331,8 +332,12 @@ def run_jobs(jobs: list[Job], parallel: int = 1, threads: int | None = None) -> 
                             failed[job.name] = f"{type(error).__name__}: {error}"
                             logger.error("study: %s failed: %s", job.name, failed[job.name])
                         else:
-                            done.add(job.name)
-                            logger.info("study: %s finished in %.0f s", job.name, time.perf_counter() - started)
+                            if job.done():
+                                done.add(job.name)
+                                logger.info("study: %s finished in %.0f s", job.name, time.perf_counter() - started)
+                            else:
+                                failed[job.name] = "it ended without writing its result"
+                                logger.error("study: %s failed: %s", job.name, failed[job.name])
                     else:
                         process = context.Process(target=_job_process, name=job.name, args=(
                             str(job.log), logging.getLogger().getEffectiveLevel(), threads, job.function, *job.args))
