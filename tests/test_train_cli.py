@@ -47,3 +47,19 @@ def test_nonfinite_loss_exits_with_status_1(tmp_path, monkeypatch, caplog):
     status = cli.main(["train", "--config", write_config(tmp_path), "--output-dir", str(tmp_path / "run")])
     assert status == 1
     assert "loss is not finite" in caplog.text and "no checkpoint was written yet" in caplog.text
+
+
+def test_an_empty_split_stops_before_training_naming_the_split_and_the_release(tmp_path):
+    import pytest
+
+    from data_builders.testing import GERMAN, fake_samples, write_phoenix14t
+    from train.trainer import train
+
+    for empty, message in (("train", "nothing to train on"), ("validation", r"nothing to evaluate \(data.validation_split: null")):
+        sizes = {"train": 3, "validation": 2, "test": 2, empty: 0}
+        release = write_phoenix14t(tmp_path / empty / "raw", fake_samples(sizes, GERMAN))
+        config = stage1_config(tmp_path / empty / "run", data={"dataset": "phoenix14t", "data_dir": str(release),
+                                                               "cache_dir": str(tmp_path / empty / "cache")})
+        with pytest.raises(ValueError, match=rf"the '{empty}' split of {release} has no examples: {message}"):
+            train(config)
+        assert not (tmp_path / empty / "run" / "best").exists()

@@ -532,6 +532,11 @@ def _load_splits(config: TrainConfig, datasets):
             continue
         if name not in datasets:
             raise ValueError(f"data.{role}_split={name!r} is not a split of {config.data.dataset} (it has {list(datasets)})")
+        if len(datasets[name]) == 0:
+            source = config.data.data_dir or config.data.dataset
+            hint = "" if role == "train" else f" (data.{role}_split: null skips it)"
+            raise ValueError(f"the {name!r} split of {source} has no examples: nothing to "
+                             f"{'train on' if role == 'train' else 'evaluate'}{hint}")
         limit = config.data.max_train_samples if role == "train" else config.data.max_eval_samples
         splits[role] = _select(datasets[name], limit)
     return splits
