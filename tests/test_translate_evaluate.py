@@ -158,4 +158,38 @@ def test_translate_cli_video_file_and_errors(model_dir, tmp_path, capsys):
     broken = tmp_path / "broken.webm"
     broken.write_bytes(np.random.default_rng(0).bytes(200))
     with pytest.raises(SystemExit, match="broken.webm"):
-        main(["translate", "--model", str(model_dir), str(broken)])
+        main(["translate", "--model", str(model_dir), str(broken), "--fail-fast"])
+
+
+def test_translate_skips_a_bad_clip_keeps_the_others_and_exits_1(model_dir, tmp_path, capsys, caplog):
+    clips = [write_frames(tmp_path / f"clip{i}", VIDEOS[i]) for i in range(3)]
+    broken = tmp_path / "broken.webm"
+    broken.write_bytes(np.random.default_rng(0).bytes(200))
+    output = tmp_path / "out.jsonl"
+    with caplog.at_level("ERROR"):
+        code = main(["translate", "--model", str(model_dir), str(clips[0]), str(broken), str(clips[1]), str(clips[2]),
+                     "--output", str(output), "--batch-size", "2", "--num-beams", "2", "--max-new-tokens", "8"])
+    assert code == 1
+    expected = [{"input": str(clips[i]), "translation": TEXTS[i]} for i in range(3)]
+    assert [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()] == expected
+    assert f"{broken}: not translated" in caplog.text and "1 of 4 clip(s) could not be translated" in caplog.text
+    assert capsys.readouterr().out.splitlines() == [f"{row['input']}\t{row['translation']}" for row in expected]
+
+
+def test_translate_and_evaluate_refuse_bad_arguments_before_loading_anything(model_dir, tmp_path, capsys):
+    clip = write_frames(tmp_path / "clip", VIDEOS[0])
+    (tmp_path / "not-a-dir").write_text("x")
+    for argv, message in ((["--num-beams", "0"], "--num-beams: expected a whole number >= 1, got 0"),
+                          (["--batch-size", "two"], "--batch-size: expected a whole number >= 1, got 'two'"),
+                          (["--model", str(tmp_path / "missing" / "stage2")], "missing/stage2: no such model directory"),
+                          (["--model", str(tmp_path)], "is a folder without config.json"),
+                          (["--model", str(tmp_path / "not-a-dir")], "not-a-dir is a file")):
+        for command in (["translate", str(clip)], ["evaluate"]):
+            argv_model = [] if "--model" in argv else ["--model", str(model_dir)]
+            with pytest.raises(SystemExit) as exit_info:
+                main([*command, *argv_model, *argv])
+            assert exit_info.value.code == 2
+            assert message in capsys.readouterr().err
+    # An unwritable --output fails before the first clip is translated.
+    with pytest.raises(SystemExit, match="--output .*out.jsonl: cannot be written"):
+        main(["translate", "--model", str(model_dir), str(clip), "--output", str(tmp_path / "not-a-dir" / "out.jsonl")])

@@ -21,6 +21,38 @@ COMMANDS = {
 }
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a beam size, batch size or token count)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def model_argument(text: str) -> str:
+    """argparse type of --model: a model directory (with config.json) or a Hub repo id (USER/NAME)."""
+    from pathlib import Path
+
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise argparse.ArgumentTypeError(f"{text} is a folder without config.json: expected a model directory "
+                                             "(save_pretrained output, e.g. a run's best/)")
+        return str(path)
+    if path.exists():
+        raise argparse.ArgumentTypeError(f"{text} is a file: expected a model directory or a Hub repo id")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        raise argparse.ArgumentTypeError(f"{text}: no such model directory (and not a Hub repo id, USER/NAME)") from None
+    return text
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flallm", description="FLa-LLM sign language translation.")
     parser.add_argument("--log-level", default="INFO", help="Python logging level (default: INFO).")

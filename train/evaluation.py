@@ -129,7 +129,10 @@ def _parse_option(text: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="Model directory (save_pretrained output) or Hub id.")
+    from .cli import model_argument, positive_int
+
+    parser.add_argument("--model", required=True, type=model_argument,
+                        help="Model directory (save_pretrained output) or Hub id.")
     parser.add_argument("--dataset", default="synthetic",
                         help="phoenix14t, csl_daily, how2sign, synthetic, or a prepared dataset folder / Hub id.")
     parser.add_argument("--split", default="test", choices=["train", "validation", "test"])
@@ -141,9 +144,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "or ./flallm-eval for a Hub id).")
     parser.add_argument("--cache-dir", default=None, help="datasets cache for building raw/synthetic corpora.")
     parser.add_argument("--language", default=None, help="Target language (default: the corpus'); zh scores characters.")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--num-beams", type=int, default=None, help="Beam size (default: the model's, 5).")
-    parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--batch-size", type=positive_int, default=8)
+    parser.add_argument("--num-beams", type=positive_int, default=None, help="Beam size (default: the model's, 5).")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=None)
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader processes decoding videos.")
     parser.add_argument("--limit", type=int, default=None, help="Evaluate only the first N examples.")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available).")
@@ -160,8 +163,11 @@ def run(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir) if args.output_dir else (model_dir or Path("flallm-eval"))
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = FlaLlmForSignTranslation.from_pretrained(args.model).to(device)
-    processor = FlaLlmProcessor.from_pretrained(args.model)
+    try:
+        model = FlaLlmForSignTranslation.from_pretrained(args.model).to(device)
+        processor = FlaLlmProcessor.from_pretrained(args.model)
+    except OSError as error:
+        raise SystemExit(f"flallm evaluate: --model {args.model}: {error}") from None
     options = dict(_parse_option(text) for text in args.option)
     split = load_sign_dataset(args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir, **options)[args.split]
     if args.limit is not None:

@@ -69,29 +69,72 @@ def _check_output(output: Path) -> str:
     return suffix
 
 
-def write_results(results: list[dict], output: Path) -> None:
-    """JSONL ({"input", "translation"} per line) or CSV (input,translation), chosen by the extension."""
-    suffix = _check_output(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "w", encoding="utf-8", newline="") as handle:
-        if suffix == ".jsonl":
-            for result in results:
-                handle.write(json.dumps(result, ensure_ascii=False) + "\n")
+class ResultWriter:
+    """Writes each translation as it comes (JSONL `{"input", "translation"}` lines, or CSV `input,translation`, by
+    the extension), so that what was translated is kept if a later clip or the run fails. Opened before the first
+    clip: an unwritable --output fails at once."""
+
+    def __init__(self, output: Path):
+        suffix = _check_output(output)
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            self.handle = open(output, "w", encoding="utf-8", newline="")
+        except OSError as error:
+            raise OSError(f"--output {output}: cannot be written ({error.strerror}: {error.filename})") from None
+        self.csv = csv.DictWriter(self.handle, fieldnames=["input", "translation"]) if suffix == ".csv" else None
+        if self.csv:
+            self.csv.writeheader()
+
+    def write(self, result: dict) -> None:
+        if self.csv:
+            self.csv.writerow(result)
         else:
-            writer = csv.DictWriter(handle, fieldnames=["input", "translation"])
-            writer.writeheader()
-            writer.writerows(results)
+            self.handle.write(json.dumps(result, ensure_ascii=False) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def translate_clips(translator, clips: list[Path], batch_size: int = 1, fail_fast: bool = False, **generate_kwargs):
+    """Yield (clip, translation, error) per clip in order. A batch holding a bad clip is translated again clip by
+    clip, so one unreadable file costs only itself; with `fail_fast` the first error is raised."""
+    for start in range(0, len(clips), batch_size):
+        chunk = clips[start:start + batch_size]
+        try:
+            outputs = translator([str(clip) for clip in chunk], batch_size=batch_size, **generate_kwargs)
+            yield from ((clip, output["translation_text"], None) for clip, output in zip(chunk, outputs))
+            continue
+        except Exception as error:  # noqa: BLE001: a clip the pipeline cannot read is reported, not fatal
+            if fail_fast or len(chunk) == 1:
+                if fail_fast:
+                    raise
+                yield chunk[0], None, error
+                continue
+        for clip in chunk:
+            try:
+                [output] = translator([str(clip)], batch_size=1, **generate_kwargs)
+            except Exception as error:  # noqa: BLE001
+                yield clip, None, error
+            else:
+                yield clip, output["translation_text"], None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .cli import model_argument, positive_int
+
     parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER",
                         help="Video files, frame folders, or folders of clips.")
-    parser.add_argument("--model", required=True, help="Model directory (save_pretrained output) or Hub id.")
-    parser.add_argument("--output", default=None, help="Also write the translations to this .jsonl or .csv file.")
-    parser.add_argument("--batch-size", type=int, default=1, help="Clips translated together.")
-    parser.add_argument("--num-beams", type=int, default=None, help="Beam size (default: the model's, 5).")
-    parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--model", required=True, type=model_argument,
+                        help="Model directory (save_pretrained output) or Hub id.")
+    parser.add_argument("--output", default=None,
+                        help="Also write the translations to this .jsonl or .csv file (as they come).")
+    parser.add_argument("--batch-size", type=positive_int, default=1, help="Clips translated together.")
+    parser.add_argument("--num-beams", type=positive_int, default=None, help="Beam size (default: the model's, 5).")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=None)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: an accelerator if present).")
+    parser.add_argument("--fail-fast", action="store_true",
+                        help="Stop at the first clip that cannot be translated (default: report it, go on, exit 1).")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,24 +142,36 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         clips = expand_inputs(args.inputs)
-        if args.output:
-            _check_output(Path(args.output))  # fail on a bad file name before translating
-    except (FileNotFoundError, ValueError) as error:
+        writer = ResultWriter(Path(args.output)) if args.output else None  # fails before translating
+    except (OSError, ValueError) as error:
         raise SystemExit(f"flallm translate: {error}") from None
-    translator = load_translator(args.model, device=args.device)
-    generate_kwargs = {key: value for key, value in
-                       (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if value is not None}
-    logger.info("Translating %d clip(s) with %s", len(clips), args.model)
-
-    results = []
-    outputs = translator((str(clip) for clip in clips), batch_size=args.batch_size, **generate_kwargs)
     try:
-        for clip, output in zip(clips, tqdm(outputs, total=len(clips), disable=len(clips) < 2, file=sys.stderr)):
-            results.append({"input": str(clip), "translation": output["translation_text"]})
-            print(f"{clip}\t{output['translation_text']}", flush=True)
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"flallm translate: {error}") from None
-    if args.output:
-        write_results(results, Path(args.output))
-        logger.info("Wrote %d translations to %s", len(results), args.output)
+        try:
+            translator = load_translator(args.model, device=args.device)
+        except OSError as error:
+            raise SystemExit(f"flallm translate: --model {args.model}: {error}") from None
+        generate_kwargs = {key: value for key, value in
+                           (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if value is not None}
+        logger.info("Translating %d clip(s) with %s", len(clips), args.model)
+        failed = []
+        results = translate_clips(translator, clips, args.batch_size, args.fail_fast, **generate_kwargs)
+        try:
+            for clip, translation, error in tqdm(results, total=len(clips), disable=len(clips) < 2, file=sys.stderr):
+                if error is not None:
+                    failed.append(clip)
+                    logger.error("%s: not translated: %s", clip, error)
+                    continue
+                print(f"{clip}\t{translation}", flush=True)
+                if writer:
+                    writer.write({"input": str(clip), "translation": translation})
+        except Exception as error:  # noqa: BLE001: --fail-fast
+            raise SystemExit(f"flallm translate: {error}" + (f" (translations so far: {args.output})" if writer else "")) from None
+    finally:
+        if writer:
+            writer.close()
+    if writer:
+        logger.info("Wrote %d translations to %s", len(clips) - len(failed), args.output)
+    if failed:
+        logger.error("%d of %d clip(s) could not be translated: %s", len(failed), len(clips), ", ".join(map(str, failed)))
+        return 1
     return 0
