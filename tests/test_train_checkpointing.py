@@ -48,15 +48,48 @@ def test_crash_while_saving_never_leaves_a_valid_looking_checkpoint(tmp_path, ac
         monkeypatch.setattr(accelerator, "save_state", crash)
     else:
         monkeypatch.setattr(checkpointing, "fsync_tree", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(checkpointing.CheckpointError, match=r"step 2 .* failed \(OSError: disk full\); is the disk full\? "
+                       r".*step-00000001 is intact"):
         save_checkpoint(accelerator, tmp_path, TrainerState(global_step=2), keep_last=3)
     assert [path.name for path in list_checkpoints(tmp_path)] == ["step-00000001"]
-    assert (tmp_path / ".tmp-step-00000002").exists()
-    remove_incomplete(tmp_path)  # what the next run does first
+    (tmp_path / ".tmp-step-00000002").mkdir()  # a crash (kill -9) leaves it; the next run removes it first
+    remove_incomplete(tmp_path)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["step-00000001"]
     # A folder with the right name but no trainer_state.json is not a checkpoint either.
     (tmp_path / "step-00000009").mkdir()
     assert latest_checkpoint(tmp_path).name == "step-00000001"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1.5 MB tmpfs (needs root and mount; skipped where the machine cannot)."""
+    import subprocess
+
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", str(mount_point)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {result.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_a_full_disk_names_the_intact_checkpoint_and_leaves_it_loadable(small_disk):
+    accelerator = Accelerator(cpu=True)
+    model = torch.nn.Linear(256, 512)  # 0.5 MB of weights, 1 MB with the momentum: one checkpoint fits, two do not
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model(torch.ones(1, 256)).sum().backward()
+    optimizer.step()
+    save_checkpoint(accelerator, small_disk, TrainerState(global_step=1), keep_last=3)
+    saved = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    with pytest.raises(checkpointing.CheckpointError, match=r"step 2 .*is the disk full\? .*step-00000001 is intact"):
+        save_checkpoint(accelerator, small_disk, TrainerState(global_step=2), keep_last=3)
+    assert [path.name for path in small_disk.iterdir()] == ["step-00000001"]  # the partial folder is gone
+    checkpointing.load_checkpoint(accelerator, latest_checkpoint(small_disk))
+    assert torch.equal(model.weight, saved)
 
 
 class _InfiniteGradient(torch.autograd.Function):

@@ -63,3 +63,12 @@ def test_an_empty_split_stops_before_training_naming_the_split_and_the_release(t
         with pytest.raises(ValueError, match=rf"the '{empty}' split of {release} has no examples: {message}"):
             train(config)
         assert not (tmp_path / empty / "run" / "best").exists()
+
+
+def test_an_output_dir_that_is_a_file_is_refused_by_name(tmp_path):
+    import pytest
+
+    (tmp_path / "taken").write_text("not a directory")
+    with pytest.raises(SystemExit, match=r"flallm train: output_dir .*taken is a file: expected a directory"):
+        cli.main(["train", "--config", write_config(tmp_path), "--output-dir", str(tmp_path / "taken")])
+    assert (tmp_path / "taken").read_text() == "not a directory"

@@ -103,6 +103,10 @@ def replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written (e.g. a full disk); the message says which earlier one is intact."""
+
+
 def checkpoint_name(global_step: int) -> str:
     return f"step-{global_step:08d}"
 
@@ -149,13 +153,22 @@ def save_checkpoint(accelerator, checkpoint_dir: Path, state: TrainerState, keep
         if tmp.exists():
             shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    # save_state does not synchronize: another process may still be writing its RNG state.
-    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(tmp))
+        # save_state does not synchronize: another process may still be writing its RNG state.
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            (tmp / STATE_FILE).write_text(state.to_json(), encoding="utf-8")
+            fsync_tree(tmp)
+            replace_dir(tmp, final)
+    except Exception as error:  # a full disk: OSError, SafetensorError, or torch's "unexpected pos ..." RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)
+        latest = latest_checkpoint(checkpoint_dir)
+        intact = f"the previous checkpoint {latest} is intact (resume from it)" if latest else "no earlier checkpoint exists"
+        raise CheckpointError(f"saving the checkpoint of step {state.global_step} into {checkpoint_dir} failed "
+                              f"({type(error).__name__}: {error}); is the disk full? The partial folder was removed; "
+                              f"{intact}.") from error
     if accelerator.is_main_process:
-        (tmp / STATE_FILE).write_text(state.to_json(), encoding="utf-8")
-        fsync_tree(tmp)
-        replace_dir(tmp, final)
         for old in list_checkpoints(checkpoint_dir)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
         logger.info("Saved checkpoint %s", final)

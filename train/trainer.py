@@ -560,6 +560,9 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
     config = config.resolved()
     output_dir = Path(config.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
+    for key, path in (("output_dir", output_dir), ("export_dir", Path(config.export_dir))):
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{key} {path} is a file: expected a directory (or a path that does not exist yet)")
     accelerator = Accelerator(
         cpu=not _has_accelerator_device(),  # several CPU processes (gloo) only form a group with cpu=True
         gradient_accumulation_steps=config.training.gradient_accumulation_steps,
@@ -833,7 +836,10 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
-    config = load_config(args.config, overrides)
+    try:
+        config = load_config(args.config, overrides)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"flallm train: {error}") from None
     if args.resume is not None:
         config.checkpointing.resume = args.resume
     elif args.no_resume:
@@ -848,9 +854,12 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.WARNING)  # one copy of the INFO log, from the main process
     try:
         result = train(config)
-    except NonFiniteLossError as error:
+    except (NonFiniteLossError, checkpointing.CheckpointError) as error:
         logger.error("%s", error)
         return 1
+    except (ValueError, FileNotFoundError) as error:  # bad config or data: the message names the key or file
+        logger.debug("flallm train failed", exc_info=True)
+        raise SystemExit(f"flallm train: {error}") from None
     summary = {split: {k: record[k] for k in ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL") if k in record}
                for split, record in result.metrics.items() if isinstance(record, dict)}
     if main_process:
