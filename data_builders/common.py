@@ -196,18 +196,31 @@ def find_root(data_dir: str | os.PathLike | None, corpus: str, marker: str, inne
 
 
 def list_frames(folder: Path, extensions: tuple[str, ...], sample: str) -> list[str]:
-    """Sorted frame file names in `folder`; missing or empty folders are bad samples."""
+    """Frame file names in `folder` in playing order (`modeling_flallm.video_io.frame_names`, as the pipeline reads
+    a folder); missing, unreadable or empty folders are bad samples."""
+    from modeling_flallm.video_io import frame_names
+
     try:
-        names = sorted(entry.name for entry in os.scandir(folder) if entry.name.lower().endswith(extensions))
+        names = frame_names(folder, extensions)
     except FileNotFoundError:
         raise BadSampleError(sample, f"frame folder {folder} does not exist", reason="samples without frames") from None
     except NotADirectoryError:
         raise BadSampleError(sample, f"{folder} is not a folder of frames", reason="samples without frames") from None
+    except OSError as error:  # a symlink loop, no permission, an I/O error
+        raise BadSampleError(sample, f"frame folder {folder} cannot be read ({error.strerror})",
+                             reason="unreadable frame folders") from None
     if not names:
         raise BadSampleError(
             sample, f"frame folder {folder} holds no {'/'.join(extensions)} files", reason="samples without frames"
         )
     return names
+
+
+def check_sample_name(name: str, sample: str) -> None:
+    """A sample name becomes a path component of the release: refuse one that would leave its folder (`../x`)."""
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise BadSampleError(sample, f"sample name {name!r} is not a plain file name (it would point outside the "
+                                     "release's frame folder)", reason="rows with an unsafe name")
 
 
 # ---------------------------------------------------------------------------------------------

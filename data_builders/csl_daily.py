@@ -16,7 +16,7 @@ import io
 import pickle
 from pathlib import Path
 
-from .common import BadSampleError, SignCorpusBuilder, SkipLog, find_root, list_frames, read_table, video_reference
+from .common import BadSampleError, SignCorpusBuilder, SkipLog, check_sample_name, find_root, list_frames, read_table, video_reference
 
 SPLIT_NAMES = {"train": "train", "dev": "validation", "test": "test"}
 _SAFE_GLOBALS = {
@@ -105,6 +105,11 @@ class CslDailyBuilder(SignCorpusBuilder):
             name, split = row["name"], SPLIT_NAMES.get(row["split"])
             if split is None:
                 skip_log.handle(BadSampleError(row["_line"], f"split {row['split']!r} is not one of train/dev/test", reason="rows with an unknown split"))
+                continue
+            try:
+                check_sample_name(name, row["_line"])
+            except BadSampleError as error:
+                skip_log.handle(error)
                 continue
             if name not in labels:
                 skip_log.handle(BadSampleError(row["_line"], f"sample {name!r} has no entry in csl2020ct_v2.pkl", reason="samples without labels"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import BadSampleError, SignCorpusBuilder, SkipLog, find_root, read_table, video_reference
+from .common import BadSampleError, SignCorpusBuilder, SkipLog, check_sample_name, find_root, read_table, video_reference
 from .video_io import probe_video
 
 SPLIT_NAMES = {"train": "train", "validation": "val", "test": "test"}
@@ -49,6 +49,11 @@ class How2SignBuilder(SignCorpusBuilder):
             seen: set[str] = set()
             rows[split] = []
             for row in read_table(path, "\t", COLUMNS, skip_log):
+                try:
+                    check_sample_name(row["SENTENCE_NAME"], row["_line"])
+                except BadSampleError as error:
+                    skip_log.handle(error)
+                    continue
                 if not row["SENTENCE_NAME"] or row["SENTENCE_NAME"] in seen:
                     skip_log.handle(BadSampleError(row["_line"], f"SENTENCE_NAME {row['SENTENCE_NAME']!r} is empty or repeated", reason="rows with a repeated name"))
                     continue

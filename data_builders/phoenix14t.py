@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import SignCorpusBuilder, SkipLog, list_frames, find_root, read_table, video_reference, BadSampleError
+from .common import BadSampleError, SignCorpusBuilder, SkipLog, check_sample_name, find_root, list_frames, read_table, video_reference
 
 SPLIT_FILES = {"train": "train", "validation": "dev", "test": "test"}
 COLUMNS = ("name", "video", "start", "end", "speaker", "orth", "translation")
@@ -52,6 +52,11 @@ class Phoenix14TBuilder(SignCorpusBuilder):
             seen: set[str] = set()
             rows[split] = []
             for row in table:
+                try:
+                    check_sample_name(row["name"], row["_line"])
+                except BadSampleError as error:
+                    skip_log.handle(error)
+                    continue
                 if not row["name"] or row["name"] in seen:
                     skip_log.handle(BadSampleError(row["_line"], f"sample name {row['name']!r} is empty or repeated; expected unique names", reason="rows with a repeated name"))
                     continue

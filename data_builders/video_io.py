@@ -24,9 +24,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from modeling_flallm.video_io import IMAGE_EXTENSIONS, frame_names  # one definition of a frame folder's frames
+
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 _CONVERTIBLE_MODES = {"L", "LA", "RGBA", "RGBX", "P", "PA", "1", "CMYK", "YCbCr", "La"}
 _warned_modes: set[str] = set()
@@ -133,7 +134,7 @@ def _video_file_frames(path: str) -> Iterator[Any]:
                 count += 1
                 yield frame
         except av.error.FFmpegError as error:
-            raise ValueError(f"{path}: could not decode the video after {count} frames ({error})") from None
+            raise ValueError(f"{path}: could not decode the video after {count} decoded frames ({error})") from None
 
 
 def read_video_file(path: str | os.PathLike, indices=None) -> np.ndarray:
@@ -221,7 +222,7 @@ def decode_video(video: Any, indices: Sequence[int] | np.ndarray | None = None) 
     if isinstance(video, (str, os.PathLike)):
         path = Path(video)
         if path.is_dir():
-            names = sorted(p.name for p in path.iterdir() if p.name.lower().endswith(IMAGE_EXTENSIONS))
+            names = frame_names(path)
             if not names:
                 raise ValueError(f"{path}: folder holds no image frames ({', '.join(IMAGE_EXTENSIONS)})")
             return read_frame_files([path / name for name in names], indices)

@@ -21,10 +21,20 @@ def _natural_key(name: str):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+def frame_names(folder, extensions=IMAGE_EXTENSIONS) -> list[str]:
+    """Names of a frame folder's images in playing (natural) order: the one definition the pipeline, training and
+    `flallm prepare` share. Hidden files (macOS `._images0001.png` resource forks) are not frames. Errors reading
+    the folder (missing, not a folder, a symlink loop) are the OSError of the file system."""
+    with os.scandir(folder) as entries:
+        names = [entry.name for entry in entries
+                 if entry.name.lower().endswith(tuple(extensions)) and not entry.name.startswith(".")]
+    return sorted(names, key=_natural_key)
+
+
 def list_frame_files(folder) -> list[Path]:
     """Image files of a frame folder in playing (natural) order."""
     folder = Path(folder)
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=lambda p: _natural_key(p.name))
+    files = [folder / name for name in frame_names(folder)]
     if not files:
         raise ValueError(f"{folder}: the folder holds no frame images (expected {', '.join(IMAGE_EXTENSIONS)} files).")
     return files
@@ -108,16 +118,17 @@ def read_video_file(path, sample_indices=None) -> np.ndarray:
     indices = _select(count_video_frames(path), sample_indices, path)
     wanted = set(indices.tolist())
     last = int(indices.max())
-    decoded = {}
+    decoded, count = {}, 0
     with _open(path) as container:
         try:
             for index, frame in enumerate(container.decode(video=0)):
+                count = index + 1
                 if index in wanted:
                     decoded[index] = frame.to_ndarray(format="rgb24")
                 if index >= last:
                     break
         except av.error.FFmpegError as error:
-            raise ValueError(f"{path}: the video is corrupt after {len(decoded)} frames ({error}).") from None
+            raise ValueError(f"{path}: the video is corrupt after {count} decoded frames ({error}).") from None
     if not decoded:
         raise ValueError(f"{path}: no frame could be decoded; the video is empty or unreadable.")
     # Container frame counts can overshoot by a frame or two: reuse the last decoded frame.

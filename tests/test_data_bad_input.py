@@ -197,3 +197,50 @@ def test_csl_split_file_naming_unknown_samples_or_splits(tmp_path, caplog):
         dataset = _load("csl_daily", release, tmp_path / "skip", skip_bad_samples=True)
     assert len(dataset["train"]) == 3
     assert "1 samples without labels" in caplog.text and "1 rows with an unknown split" in caplog.text
+
+
+def test_sample_names_that_leave_the_release_are_refused(tmp_path):
+    from data_builders.testing import CHINESE, fake_samples
+
+    samples = fake_samples({"train": 3, "validation": 2, "test": 2}, CHINESE)
+    samples["train"][0]["name"] = "../../outside"  # its frames land outside sentence/frames_512x512/
+    release = write_csl_daily(tmp_path / "raw", samples)
+    assert (release / "outside").is_dir()
+    with pytest.raises(ValueError, match=r"sample name '\.\./\.\./outside' is not a plain file name"):
+        _load("csl_daily", release, tmp_path)
+    dataset = _load("csl_daily", release, tmp_path / "skip", skip_bad_samples=True)
+    assert len(dataset["train"]) == 2 and "../../outside" not in dataset["train"]["id"]
+
+
+def test_hidden_files_are_not_frames_and_frames_play_in_natural_order(tmp_path):
+    from modeling_flallm.video_io import list_frame_files
+
+    release = write_phoenix14t(tmp_path / "raw")
+    folder = _first_frame_folder(release)
+    count = len(list(folder.iterdir()))
+    (folder / "._images0001.png").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")  # not an image at all
+    dataset = _load("phoenix14t", release, tmp_path)
+    row = dataset["train"][[r for r in dataset["train"]["id"]].index(folder.name)]
+    assert row["num_frames"] == count and "._images0001.png" not in row["video"]["frames"]
+    # Unpadded names: the corpus loader, the dataset decoder and the pipeline's reader agree on 1, 2, 10.
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for index, value in ((1, 10), (2, 20), (10, 100)):
+        Image.new("RGB", (8, 8), (value, value, value)).save(loose / f"frame{index}.png")
+    pipeline_order = [int(p.stem[5:]) for p in list_frame_files(loose)]
+    assert pipeline_order == [1, 2, 10]
+    assert [int(frame[0, 0, 0]) for frame in decode_video(str(loose))] == [10, 20, 100]
+
+
+def test_a_frame_folder_that_is_a_symlink_loop_is_a_bad_sample(tmp_path, caplog):
+    release = write_phoenix14t(tmp_path / "raw")
+    folder = _first_frame_folder(release)
+    for frame in folder.iterdir():
+        frame.unlink()
+    folder.rmdir()
+    folder.symlink_to(folder)  # a loop: listing it fails with ELOOP
+    with pytest.raises(ValueError, match=rf"sample {folder.name} .*cannot be read \(Too many levels of symbolic links\)"):
+        _load("phoenix14t", release, tmp_path)
+    with caplog.at_level(logging.WARNING):
+        dataset = _load("phoenix14t", release, tmp_path / "skip", skip_bad_samples=True)
+    assert len(dataset["train"]) == 2 and "skipped 1: 1 unreadable frame folders" in caplog.text
