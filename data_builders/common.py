@@ -8,6 +8,7 @@ raw dataset only reads annotations and lists folders.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -18,6 +19,43 @@ from typing import Any, Iterable, Iterator
 
 import datasets
 from datasets.builder import Key
+
+LOCK_FILE = ".flallm.lock"  # held (flock) by the run writing into a folder; its holder is in LOCK_FILE + ".owner"
+
+
+class DirectoryInUseError(RuntimeError):
+    """Another run is writing into the folder (its lock is held)."""
+
+
+@contextlib.contextmanager
+def directory_lock(directory: str | os.PathLike, command: str):
+    """Hold `directory`'s lock while one run writes into it: a second run into the same folder stops at once with an
+    error naming the holder. The lock is an OS file lock, released when its process ends, however it ends: a killed
+    run leaves no stale lock behind."""
+    import socket
+    import time
+
+    from filelock import FileLock, Timeout
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    lock, owner = FileLock(directory / LOCK_FILE), directory / f"{LOCK_FILE}.owner"
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            holder = owner.read_text(encoding="utf-8").strip()
+        except OSError:
+            holder = "another process"
+        raise DirectoryInUseError(f"{directory} is in use by {holder}: two runs writing into one folder would overwrite "
+                                  "each other's files. Wait for that run to end, or choose another output directory.") from None
+    try:
+        owner.write_text(f"`{command}` (pid {os.getpid()} on {socket.gethostname()}, since "
+                         f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n", encoding="utf-8")
+        yield directory
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
 
 logger = logging.getLogger(__name__)
 

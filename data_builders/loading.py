@@ -50,6 +50,10 @@ def _load_prepared(path: str, streaming: bool, cache_dir: str | None):
     column rewrites the whole dataset, while this only changes how `video` is decoded (not at
     all: decode_video then decodes just the frames the sampling keeps).
     """
+    if Path(path).is_dir():
+        from .prepare import check_prepared
+
+        check_prepared(path)
     columns = _columns_of(datasets.load_dataset_builder(path, cache_dir=cache_dir))
     missing = [column for column in COLUMNS if column not in columns]
     if missing:

@@ -27,13 +27,14 @@ import pyarrow.parquet as pq
 import yaml
 from tqdm.auto import tqdm
 
-from .common import SPLITS, BadSampleError, SkipLog, prepared_features
+from .common import LOCK_FILE, SPLITS, BadSampleError, SkipLog, directory_lock, prepared_features
 from .loading import BUILDERS, get_builder
 from .video_io import encode_jpeg, iter_frames, resize_frame
 
 logger = logging.getLogger(__name__)
 
 STATE_DIR = ".prepare"  # settings and per-shard skip reports; not uploaded
+COMPLETE_FILE = "complete.json"  # in STATE_DIR, written last: {"splits": sizes, "shards": {file: bytes}}
 DEFAULT_RESOLUTION = 256  # shorter side of stored frames for the real corpora (the processor crops 224 of 256)
 ROWS_PER_GROUP = 8  # examples per parquet row group: small reads for random access
 PRETTY_NAMES = {"phoenix14t": "RWTH-PHOENIX-Weather-2014T", "csl_daily": "CSL-Daily", "how2sign": "How2Sign",
@@ -70,6 +71,43 @@ def _encode_example(builder, row: dict, resolution: int | None, quality: int) ->
     return {**{key: example[key] for key in ("id", "text", "gloss", "signer", "fps")}, "num_frames": len(video), "video": video}
 
 
+def _shard_is_complete(output: Path, file: str) -> bool:
+    """The shard exists with the size its report recorded (a truncated or replaced shard is written again)."""
+    report = output / STATE_DIR / (Path(file).name + ".json")
+    try:
+        recorded = json.loads(report.read_text(encoding="utf-8"))
+        if "bytes" in recorded:
+            return recorded["bytes"] == (output / file).stat().st_size
+        return pq.ParquetFile(output / file).metadata.num_rows == recorded["examples"]  # written before sizes were kept
+    except (OSError, ValueError, KeyError, pa.ArrowException):
+        return False
+
+
+def check_prepared(folder: str | os.PathLike) -> None:
+    """Refuse a local `flallm prepare` folder that is not complete: an interrupted run (whole splits may be missing),
+    or a shard deleted or truncated since. Folders without our state (e.g. downloaded from the Hub) are left to
+    `datasets`, which checks the card's split sizes."""
+    folder = Path(folder)
+    state = folder / STATE_DIR
+    if not state.is_dir():
+        return
+    resume = "run the same `flallm prepare` command again to finish it (it resumes)"
+    try:
+        manifest = json.loads((state / COMPLETE_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{folder} is an incomplete `flallm prepare` output (the run was interrupted, or is still "
+                         f"writing): {resume}") from None
+    except ValueError:
+        raise ValueError(f"{folder}: {STATE_DIR}/{COMPLETE_FILE} is corrupt: {resume}") from None
+    for file, size in manifest["shards"].items():
+        path = folder / file
+        if not path.is_file():
+            raise ValueError(f"{folder}: shard {file} is missing (deleted since `flallm prepare` wrote it): {resume}")
+        if path.stat().st_size != size:
+            raise ValueError(f"{folder}: shard {file} has {path.stat().st_size} bytes, {size} when written (truncated or "
+                             f"changed): {resume}")
+
+
 def _write_shard(job: dict, progress=None) -> dict:
     """Write one shard under a temporary name, then rename it; returns its skip report."""
     builder = get_builder(job["name"], job["data_dir"], job["cache_dir"], **job["options"])
@@ -97,7 +135,7 @@ def _write_shard(job: dict, progress=None) -> dict:
             written += len(buffer)
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
-    report = {"file": job["file"], "examples": written, "skipped": skip_log.count,
+    report = {"file": job["file"], "examples": written, "bytes": temporary.stat().st_size, "skipped": skip_log.count,
               "reasons": dict(skip_log.reasons), "first": skip_log.examples}
     _atomic_write_text(Path(job["output_dir"]) / STATE_DIR / (Path(job["file"]).name + ".json"), json.dumps(report))
     os.replace(temporary, final)  # the shard becomes visible only once complete
@@ -196,57 +234,62 @@ def prepare_dataset(
                 "quality": jpeg_quality, "examples_per_shard": examples_per_shard, "options": options}
     settings = json.loads(json.dumps(settings))  # as it reads back from settings.json (tuples -> lists)
 
-    state = output / STATE_DIR
-    settings_file = state / "settings.json"
-    if overwrite and output.exists():
-        shutil.rmtree(output / "data", ignore_errors=True)
-        shutil.rmtree(state, ignore_errors=True)
-        (output / "README.md").unlink(missing_ok=True)
-    if settings_file.exists():
-        previous = json.loads(settings_file.read_text(encoding="utf-8"))
-        if previous != settings:
-            raise ValueError(f"{output} holds a preparation with other settings ({previous}); "
-                             "use another --output-dir or --overwrite")
-    elif output.exists() and any(p.name != STATE_DIR for p in output.iterdir()):
-        raise ValueError(f"{output} is not empty and was not written by `flallm prepare`; use another --output-dir or --overwrite")
-    state.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(settings_file, json.dumps(settings, indent=1))
-    for stale in (output / "data").glob(".*.tmp") if (output / "data").exists() else ():
-        stale.unlink()  # left by an interrupted run
+    with directory_lock(output, f"flallm prepare {name}"):
+        state = output / STATE_DIR
+        settings_file = state / "settings.json"
+        if overwrite and output.exists():
+            shutil.rmtree(output / "data", ignore_errors=True)
+            shutil.rmtree(state, ignore_errors=True)
+            (output / "README.md").unlink(missing_ok=True)
+        if settings_file.exists():
+            previous = json.loads(settings_file.read_text(encoding="utf-8"))
+            if previous != settings:
+                raise ValueError(f"{output} holds a preparation with other settings ({previous}); "
+                                 "use another --output-dir or --overwrite")
+        elif any(p.name != STATE_DIR and not p.name.startswith(LOCK_FILE) for p in output.iterdir()):
+            raise ValueError(f"{output} is not empty and was not written by `flallm prepare`; use another --output-dir or --overwrite")
+        state.mkdir(parents=True, exist_ok=True)
+        (state / COMPLETE_FILE).unlink(missing_ok=True)  # until this run ends, the folder is incomplete
+        _atomic_write_text(settings_file, json.dumps(settings, indent=1))
+        for stale in (output / "data").glob(".*.tmp") if (output / "data").exists() else ():
+            stale.unlink()  # left by an interrupted run
 
-    builder = get_builder(name, data_dir, str(state / "cache"), **options)
-    shards = _shard_plan(builder.split_rows(), examples_per_shard)
-    if not shards:
-        raise ValueError(f"{name}: every split is empty; nothing to prepare")
-    todo = [shard for shard in shards if not (output / shard["file"]).exists()]
-    if len(todo) < len(shards):
-        logger.info("%s: %d of %d shards already written; resuming", output, len(shards) - len(todo), len(shards))
-    jobs = [{**shard, "name": name, "data_dir": str(data_dir) if data_dir else None, "cache_dir": str(state / "cache"),
-             "options": options, "output_dir": str(output), "resolution": resolution, "quality": jpeg_quality} for shard in todo]
-    total = sum(len(shard["rows"]) for shard in shards)
-    with tqdm(total=total, initial=total - sum(len(job["rows"]) for job in jobs), unit="example", desc=f"prepare {name}") as bar:
-        if num_proc > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(num_proc) as pool:
-                for job, _ in zip(jobs, pool.map(_write_shard, jobs)):
-                    bar.update(len(job["rows"]))
-        else:
-            for job in jobs:
-                _write_shard(job, progress=bar.update)
+        builder = get_builder(name, data_dir, str(state / "cache"), **options)
+        shards = _shard_plan(builder.split_rows(), examples_per_shard)
+        if not shards:
+            raise ValueError(f"{name}: every split is empty; nothing to prepare")
+        todo = [shard for shard in shards if not _shard_is_complete(output, shard["file"])]
+        if len(todo) < len(shards):
+            logger.info("%s: %d of %d shards already written; resuming", output, len(shards) - len(todo), len(shards))
+        jobs = [{**shard, "name": name, "data_dir": str(data_dir) if data_dir else None, "cache_dir": str(state / "cache"),
+                 "options": options, "output_dir": str(output), "resolution": resolution, "quality": jpeg_quality} for shard in todo]
+        total = sum(len(shard["rows"]) for shard in shards)
+        with tqdm(total=total, initial=total - sum(len(job["rows"]) for job in jobs), unit="example", desc=f"prepare {name}") as bar:
+            if num_proc > 1 and len(jobs) > 1:
+                with ProcessPoolExecutor(num_proc) as pool:
+                    for job, _ in zip(jobs, pool.map(_write_shard, jobs)):
+                        bar.update(len(job["rows"]))
+            else:
+                for job in jobs:
+                    _write_shard(job, progress=bar.update)
 
-    sizes = {split: 0 for split in SPLITS}
-    num_bytes = {split: 0 for split in SPLITS}
-    skipped = 0
-    for shard in shards:
-        metadata = pq.ParquetFile(output / shard["file"]).metadata
-        sizes[shard["split"]] += metadata.num_rows
-        num_bytes[shard["split"]] += sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
-        report = state / (Path(shard["file"]).name + ".json")
-        if report.exists():
-            skipped += json.loads(report.read_text(encoding="utf-8"))["skipped"]
-    if skipped:
-        logger.warning("%s: skipped %d bad samples in total (per-shard reports in %s)", name, skipped, state)
-    _atomic_write_text(output / "README.md", dataset_card(name, sizes, settings, num_bytes))
-    logger.info("%s: wrote %s (%s)", name, output, ", ".join(f"{split} {n}" for split, n in sizes.items()))
+        sizes = {split: 0 for split in SPLITS}
+        num_bytes = {split: 0 for split in SPLITS}
+        skipped = 0
+        for shard in shards:
+            metadata = pq.ParquetFile(output / shard["file"]).metadata
+            sizes[shard["split"]] += metadata.num_rows
+            num_bytes[shard["split"]] += sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+            report = state / (Path(shard["file"]).name + ".json")
+            if report.exists():
+                skipped += json.loads(report.read_text(encoding="utf-8"))["skipped"]
+        if skipped:
+            logger.warning("%s: skipped %d bad samples in total (per-shard reports in %s)", name, skipped, state)
+        _atomic_write_text(output / "README.md", dataset_card(name, sizes, settings, num_bytes))
+        # Last, atomically: the folder is complete (`check_prepared` reads it before loading).
+        manifest = {"splits": sizes, "shards": {shard["file"]: (output / shard["file"]).stat().st_size for shard in shards}}
+        _atomic_write_text(state / COMPLETE_FILE, json.dumps(manifest, indent=1))
+        logger.info("%s: wrote %s (%s)", name, output, ", ".join(f"{split} {n}" for split, n in sizes.items()))
     return output
 
 
@@ -260,7 +303,7 @@ def push_prepared(output_dir: str | os.PathLike, repo_id: str, private: bool = F
         repo_id=repo_id,
         repo_type="dataset",
         folder_path=str(output_dir),
-        ignore_patterns=[f"{STATE_DIR}/**", "**/.*.tmp", ".*.tmp"],
+        ignore_patterns=[f"{STATE_DIR}/**", "**/.*.tmp", ".*.tmp", f"{LOCK_FILE}*"],
         commit_message="Upload dataset prepared with flallm",
     )
     return str(commit)

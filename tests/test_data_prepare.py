@@ -104,6 +104,14 @@ def test_interrupted_run_leaves_no_complete_looking_shard_and_resumes(tmp_path, 
     assert [p.name for p in data.iterdir() if p.name.endswith(".tmp")] == [".train-00001-of-00002.parquet.tmp"]
     assert not (output / "README.md").exists()
     first_shard_mtime = (data / "train-00000-of-00002.parquet").stat().st_mtime_ns
+    # The interrupted folder loads as nothing: every reader says it is incomplete and how to resume.
+    incomplete = r"out is an incomplete `flallm prepare` output .*run the same `flallm prepare` command again"
+    with pytest.raises(ValueError, match=incomplete):
+        load_sign_dataset(str(output))
+    with pytest.raises(SystemExit, match=incomplete):
+        cli_main(["train", "--config", "synthetic_stage1.yaml", f"data.dataset={output}", "data.options={}",
+                  "--output-dir", str(tmp_path / "run")])
+    assert not (tmp_path / "run" / "best").exists()
 
     monkeypatch.setattr(prepare_module, "_encode_example", real_encode)
     prepare_dataset("phoenix14t", output, data_dir=release, examples_per_shard=2)
@@ -215,3 +223,47 @@ def test_a_folder_that_is_not_a_prepared_dataset_is_named(tmp_path):
     datasets.Dataset.from_dict({"id": ["a"], "text": ["b"]}).to_parquet(str(tmp_path / "data" / "train-00000.parquet"))
     with pytest.raises(ValueError, match=rf"{tmp_path}: lacks column\(s\) \['gloss', 'signer', 'num_frames', 'fps', 'video'\]"):
         load_sign_dataset(str(tmp_path), cache_dir=str(tmp_path / "cache"))
+
+
+def test_a_deleted_or_truncated_shard_is_named_and_rewritten_by_a_rerun(tmp_path):
+    release = write_phoenix14t(tmp_path / "raw")
+    output = prepare_dataset("phoenix14t", tmp_path / "out", data_dir=release, examples_per_shard=2)
+    shard = output / "data" / "train-00001-of-00002.parquet"
+    content = shard.read_bytes()
+    shard.write_bytes(content[: len(content) // 2])
+    with pytest.raises(ValueError, match=rf"shard data/{shard.name} has {len(content) // 2} bytes, {len(content)} when written"):
+        load_sign_dataset(str(output))
+    shard.unlink()
+    with pytest.raises(ValueError, match=rf"shard data/{shard.name} is missing"):
+        load_sign_dataset(str(output))
+    shard.write_bytes(content[:100])
+    prepare_dataset("phoenix14t", output, data_dir=release, examples_per_shard=2)  # resumes: rewrites that shard only
+    assert shard.read_bytes() == content and len(load_sign_dataset(str(output))["train"]) == 3
+
+
+HOLD_LOCK = """
+import sys, time
+from data_builders.common import directory_lock
+with directory_lock(sys.argv[1], "flallm prepare phoenix14t"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_run_into_a_folder_stops_at_once_and_a_killed_run_leaves_no_stale_lock(tmp_path):
+    from data_builders.common import DirectoryInUseError
+
+    release = write_phoenix14t(tmp_path / "raw")
+    output = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(output)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(DirectoryInUseError, match=rf"{output} is in use by `flallm prepare phoenix14t` \(pid {holder.pid} "):
+            prepare_dataset("phoenix14t", output, data_dir=release)
+        with pytest.raises(SystemExit, match=rf"{output} is in use by"):
+            cli_main(["train", "--config", "synthetic_stage1.yaml", "--output-dir", str(output)])
+    finally:
+        holder.kill()  # kill -9: the OS releases its lock
+        holder.wait()
+    prepare_dataset("phoenix14t", output, data_dir=release)
+    assert len(load_sign_dataset(str(output))["train"]) == 3

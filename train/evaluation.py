@@ -169,7 +169,10 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:
         raise SystemExit(f"flallm evaluate: --model {args.model}: {error}") from None
     options = dict(_parse_option(text) for text in args.option)
-    split = load_sign_dataset(args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir, **options)[args.split]
+    try:
+        split = load_sign_dataset(args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir, **options)[args.split]
+    except (ValueError, FileNotFoundError) as error:  # an incomplete prepared folder, a bad release: named in the message
+        raise SystemExit(f"flallm evaluate: {error}") from None
     if args.limit is not None:
         split = split.select(range(min(args.limit, len(split))))
     generate_kwargs = {key: value for key, value in

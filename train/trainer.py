@@ -33,6 +33,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from data_builders.common import DirectoryInUseError, directory_lock
+
 from . import checkpointing
 from .checkpointing import TrainerState
 from .config import TrainConfig, load_config
@@ -571,7 +573,9 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "runs")),
     )
     log_handler = progress = None
-    if accelerator.is_main_process:
+    run_lock = contextlib.ExitStack()
+    if accelerator.is_main_process:  # one run per output directory: a second one stops here, naming the first
+        run_lock.enter_context(directory_lock(output_dir, f"flallm train (stage {config.stage}, config {config.output_dir})"))
         output_dir.mkdir(parents=True, exist_ok=True)
         checkpointing.remove_incomplete(checkpoint_dir)
         log_handler = _attach_log_file(output_dir / "train.log")
@@ -750,6 +754,7 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
         if log_handler is not None:
             logging.getLogger().removeHandler(log_handler)
             log_handler.close()
+        run_lock.close()
 
 
 def log_grad_norms(accelerator, model, step: int, output_dir: Path) -> None:
@@ -857,7 +862,7 @@ def run(args: argparse.Namespace) -> int:
     except (NonFiniteLossError, checkpointing.CheckpointError) as error:
         logger.error("%s", error)
         return 1
-    except (ValueError, FileNotFoundError) as error:  # bad config or data: the message names the key or file
+    except (ValueError, FileNotFoundError, DirectoryInUseError) as error:  # the message names the key, file or folder
         logger.debug("flallm train failed", exc_info=True)
         raise SystemExit(f"flallm train: {error}") from None
     summary = {split: {k: record[k] for k in ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL") if k in record}
