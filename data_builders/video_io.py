@@ -24,7 +24,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from modeling_flallm.video_io import IMAGE_EXTENSIONS, frame_names  # one definition of a frame folder's frames
+from modeling_flallm.video_io import IMAGE_EXTENSIONS, frame_names, upright  # one definition of each
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def read_video_file(path: str | os.PathLike, indices=None) -> np.ndarray:
                 break
             count = index + 1
             if keep is None or index in keep:
-                decoded[index] = frame.to_ndarray(format="rgb24")
+                decoded[index] = upright(frame.to_ndarray(format="rgb24"), frame.rotation)
     if count == 0:
         raise ValueError(f"{path}: video has no decodable frames")
     if wanted is None:
@@ -252,7 +252,7 @@ def iter_frames(video: Any) -> Iterator[np.ndarray]:
     if isinstance(video, (str, os.PathLike)) and Path(video).is_file():
         count = 0
         for count, frame in enumerate(_video_file_frames(str(video)), start=1):
-            yield frame.to_ndarray(format="rgb24")
+            yield upright(frame.to_ndarray(format="rgb24"), frame.rotation)
         if count == 0:
             raise ValueError(f"{video}: video has no decodable frames")
         return

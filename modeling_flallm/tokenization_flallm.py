@@ -92,6 +92,9 @@ def train_tokenizer(
     )
 
 
+SCORE_DECIMALS = 4  # Unigram piece scores are kept to 1e-4 (see _train_unigram)
+
+
 def _train_unigram(texts, vocab_size, language_codes, show_progress) -> Tokenizer:
     """SentencePiece-like Unigram, then the language codes appended to the piece list as mBART does."""
     tokenizer = Tokenizer(models.Unigram())
@@ -115,7 +118,9 @@ def _train_unigram(texts, vocab_size, language_codes, show_progress) -> Tokenize
     # Rebuild the model with the codes in the piece list (score 0, like transformers' MBartConverter), so
     # the tokenizer.json has the same structure as mbart-large-cc25's.
     state = json.loads(tokenizer.to_str())
-    pieces = [(piece, score) for piece, score in state["model"]["vocab"]]
+    # The trainer's piece scores (log probabilities) differ in the last digits from one process to the next (the
+    # `tokenizers` library sums in hash-map order): rounded, the same texts give the same tokenizer.json.
+    pieces = [(piece, round(score, SCORE_DECIMALS)) for piece, score in state["model"]["vocab"]]
     known = {piece for piece, _ in pieces}
     clashes = [code for code in language_codes if code in known]
     if clashes:

@@ -21,6 +21,13 @@ def _natural_key(name: str):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+def upright(frame: np.ndarray, rotation: int) -> np.ndarray:
+    """A decoded frame as it is meant to be shown. Phones store video sideways and flag it with a display rotation
+    (PyAV's `frame.rotation`: degrees counterclockwise, as ffmpeg's players apply it); every reader applies it."""
+    quarter = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(frame, k=quarter)) if quarter else frame
+
+
 def frame_names(folder, extensions=IMAGE_EXTENSIONS) -> list[str]:
     """Names of a frame folder's images in playing (natural) order: the one definition the pipeline, training and
     `flallm prepare` share. Hidden files (macOS `._images0001.png` resource forks) are not frames. Errors reading
@@ -124,7 +131,7 @@ def read_video_file(path, sample_indices=None) -> np.ndarray:
             for index, frame in enumerate(container.decode(video=0)):
                 count = index + 1
                 if index in wanted:
-                    decoded[index] = frame.to_ndarray(format="rgb24")
+                    decoded[index] = upright(frame.to_ndarray(format="rgb24"), frame.rotation)
                 if index >= last:
                     break
         except av.error.FFmpegError as error:

@@ -1,0 +1,60 @@
+"""The pipeline's reader (`modeling_flallm.video_io`) and the dataset readers (`data_builders`: decode for training,
+iterate for `flallm prepare`) return the same frames for the same file or folder."""
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from data_builders import decode_video
+from data_builders.video_io import iter_frames
+from modeling_flallm.video_io import load_video
+
+
+def _marked_frames(count=4, height=16, width=32):
+    """Landscape frames with a white block in the top-left corner (where it ends up shows the orientation)."""
+    frames = np.zeros((count, height, width, 3), np.uint8)
+    frames[:, :6, :6] = 255
+    return frames
+
+
+def _write(path, frames, rotation=None):
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25, options={"qscale": "1"})
+        stream.height, stream.width = frames.shape[1:3]
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def _readers(video):
+    return {"pipeline": load_video(str(video)), "training": decode_video(str(video)),
+            "prepare": np.stack(list(iter_frames(str(video))))}
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_a_rotated_phone_video_reaches_every_reader_upright(tmp_path, rotation):
+    frames = _marked_frames()
+    video = _write(tmp_path / "phone.mp4", frames, rotation)
+    expected = np.rot90(frames, k=rotation // 90, axes=(1, 2))  # the display rotation, counterclockwise
+    outputs = _readers(video)
+    for name, output in outputs.items():
+        assert output.shape == expected.shape, name
+        assert np.abs(output.astype(int) - expected.astype(int)).mean() < 8, name  # mpeg4 at its best quality
+    assert np.array_equal(outputs["pipeline"], outputs["training"]) and np.array_equal(outputs["training"], outputs["prepare"])
+
+
+def test_every_reader_reads_a_frame_folder_alike(tmp_path):
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for index, value in ((1, 10), (2, 20), (10, 100), (11, 110)):
+        Image.new("RGB", (8, 6), (value, 0, 0)).save(folder / f"frame{index}.png")
+    Image.new("L", (8, 6), 50).save(folder / "frame3.png")  # grayscale: converted to RGB by every reader
+    (folder / "._frame1.png").write_bytes(b"macOS resource fork")
+    outputs = _readers(folder)
+    assert [int(frame[0, 0, 0]) for frame in outputs["pipeline"]] == [10, 20, 50, 100, 110]
+    for name, output in outputs.items():
+        assert np.array_equal(output, outputs["pipeline"]), name
