@@ -56,7 +56,10 @@ class SignLanguageTranslationPipeline(Pipeline):
     def preprocess(self, video):
         video_processor = self.processor.video_processor
         try:
-            frames = load_video(video, lambda num_frames: video_processor.sample_frame_indices(num_frames, training=False))
+            # Frames shrink to the processor's resize size as they are decoded: memory stays bounded however long
+            # the clip (its centre crop is then taken at that size, without a second resize).
+            frames = load_video(video, lambda num_frames: video_processor.sample_frame_indices(num_frames, training=False),
+                                max_short_side=video_processor.size)
             pixel_values = video_processor(frames, do_sample_frames=False, return_tensors="pt")["pixel_values"][0]
         except (ValueError, FileNotFoundError) as error:
             name = describe(video)

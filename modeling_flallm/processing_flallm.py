@@ -50,6 +50,20 @@ def _video_to_tensor(video, index: int) -> torch.Tensor:
     return video.permute(0, 3, 1, 2)
 
 
+_warned_long_video = False
+
+
+def _warn_long_video(num_frames: int, wanted: int, max_frames: int) -> None:
+    """Once per process: a clip longer than max_frames x frame_sample_rate is sampled more sparsely, over all of it."""
+    global _warned_long_video
+    if not _warned_long_video:
+        _warned_long_video = True
+        logger.warning("A video of %d frames would keep %d frames; the model keeps at most max_frames=%d, spread over "
+                       "the whole clip (1 frame in %.1f instead of the trained rate). Raise the video processor's "
+                       "max_frames to keep the rate (memory grows with it).", num_frames, wanted, max_frames,
+                       num_frames / max_frames)
+
+
 def _is_single_video(videos) -> bool:
     if isinstance(videos, (np.ndarray, torch.Tensor)):
         return videos.ndim == 4
@@ -120,7 +134,10 @@ class FlaLlmVideoProcessor(VideoProcessorMixin):
         if training:
             low, high = self.train_speed_range
             num_samples *= low + (high - low) * torch.rand(()).item()
-        num_samples = min(max(1, math.ceil(num_samples)), num_frames, self.max_frames)
+        num_samples = max(1, math.ceil(num_samples))
+        if num_samples > self.max_frames:
+            _warn_long_video(num_frames, num_samples, self.max_frames)
+        num_samples = min(num_samples, num_frames, self.max_frames)
         # Integer segment bounds: each segment holds >= 1 frame, so indices strictly increase.
         bounds = np.floor(np.arange(num_samples + 1) * num_frames / num_samples).astype(np.int64)
         starts, widths = bounds[:-1], bounds[1:] - bounds[:-1]
@@ -148,7 +165,7 @@ class FlaLlmVideoProcessor(VideoProcessorMixin):
             crop = F.interpolate(crop, size=(self.crop_size, self.crop_size), mode="bilinear", antialias=side > self.crop_size, align_corners=False)
         mean = torch.tensor(self.image_mean).view(1, 3, 1, 1) * 255.0
         std = torch.tensor(self.image_std).view(1, 3, 1, 1) * 255.0
-        return (crop - mean) / std
+        return crop.sub_(mean).div_(std)  # in place: a long clip holds one float copy of its frames, not three
 
     def __call__(self, videos, training: bool = False, do_sample_frames: bool = True, return_tensors="pt", **kwargs) -> BatchFeature:
         return self.preprocess(videos, training=training, do_sample_frames=do_sample_frames, return_tensors=return_tensors, **kwargs)

@@ -118,9 +118,16 @@ def _train_unigram(texts, vocab_size, language_codes, show_progress) -> Tokenize
     # Rebuild the model with the codes in the piece list (score 0, like transformers' MBartConverter), so
     # the tokenizer.json has the same structure as mbart-large-cc25's.
     state = json.loads(tokenizer.to_str())
-    # The trainer's piece scores (log probabilities) differ in the last digits from one process to the next (the
-    # `tokenizers` library sums in hash-map order): rounded, the same texts give the same tokenizer.json.
-    pieces = [(piece, round(score, SCORE_DECIMALS)) for piece, score in state["model"]["vocab"]]
+    # The trainer's piece scores (log probabilities) differ in the last digits from one process to the next, and so
+    # does the order of pieces with near-equal scores (the `tokenizers` library sums in hash-map order, seeded per
+    # process). Rounded, and the learned pieces sorted by (score, piece) after the special tokens, the same texts
+    # give the same tokenizer.json and ids.
+    vocab = [(piece, round(score, SCORE_DECIMALS)) for piece, score in state["model"]["vocab"]]
+    special = [entry for entry in vocab if entry[0] in SPECIAL_TOKENS]
+    learned = sorted((entry for entry in vocab if entry[0] not in SPECIAL_TOKENS), key=lambda entry: (-entry[1], entry[0]))
+    if [piece for piece, _ in special] != list(SPECIAL_TOKENS) or vocab[:len(special)] != special:
+        raise RuntimeError(f"the Unigram trainer did not put {SPECIAL_TOKENS} first: {vocab[:6]}")
+    pieces = special + learned
     known = {piece for piece, _ in pieces}
     clashes = [code for code in language_codes if code in known]
     if clashes:

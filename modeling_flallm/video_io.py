@@ -28,6 +28,19 @@ def upright(frame: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(frame, k=quarter)) if quarter else frame
 
 
+def shrink(frame: np.ndarray, max_short_side: int | None) -> np.ndarray:
+    """The frame with its shorter side cut to `max_short_side` (never enlarged; antialiased bilinear), as it is
+    decoded: a long clip then costs the memory of small frames, not of full-size ones."""
+    height, width = frame.shape[:2]
+    if not max_short_side or min(height, width) <= max_short_side:
+        return frame
+    from PIL import Image
+
+    scale = max_short_side / min(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(frame).resize(size, Image.BILINEAR))
+
+
 def frame_names(folder, extensions=IMAGE_EXTENSIONS) -> list[str]:
     """Names of a frame folder's images in playing (natural) order: the one definition the pipeline, training and
     `flallm prepare` share. Hidden files (macOS `._images0001.png` resource forks) are not frames. Errors reading
@@ -71,8 +84,8 @@ def _stack(frames: list[np.ndarray], source: str) -> np.ndarray:
     return np.stack(frames)
 
 
-def read_frame_folder(folder, sample_indices=None) -> np.ndarray:
-    """uint8 (T, H, W, 3) from a folder of frame images, reading only the sampled ones."""
+def read_frame_folder(folder, sample_indices=None, max_short_side=None) -> np.ndarray:
+    """uint8 (T, H, W, 3) from a folder of frame images, reading only the sampled ones (see `shrink`)."""
     from PIL import Image
 
     files = list_frame_files(folder)
@@ -81,7 +94,7 @@ def read_frame_folder(folder, sample_indices=None) -> np.ndarray:
         path = files[index]
         try:
             with Image.open(path) as image:
-                frames.append(_image_to_rgb(image, str(path)))
+                frames.append(shrink(_image_to_rgb(image, str(path)), max_short_side))
         except OSError as error:
             raise ValueError(f"{path}: cannot read the frame image ({error}).") from None
     return _stack(frames, str(folder))
@@ -117,8 +130,8 @@ def count_video_frames(path) -> int:
             raise ValueError(f"{path}: cannot read the video ({error}).") from None
 
 
-def read_video_file(path, sample_indices=None) -> np.ndarray:
-    """uint8 (T, H, W, 3) from a video file with PyAV, converting only the sampled frames to RGB."""
+def read_video_file(path, sample_indices=None, max_short_side=None) -> np.ndarray:
+    """uint8 (T, H, W, 3) from a video file with PyAV, converting only the sampled frames to RGB (see `shrink`)."""
     import av
 
     path = str(path)
@@ -131,7 +144,7 @@ def read_video_file(path, sample_indices=None) -> np.ndarray:
             for index, frame in enumerate(container.decode(video=0)):
                 count = index + 1
                 if index in wanted:
-                    decoded[index] = upright(frame.to_ndarray(format="rgb24"), frame.rotation)
+                    decoded[index] = shrink(upright(frame.to_ndarray(format="rgb24"), frame.rotation), max_short_side)
                 if index >= last:
                     break
         except av.error.FFmpegError as error:
@@ -162,19 +175,20 @@ def is_frame_list(video) -> bool:
     return hasattr(first, "convert") or (isinstance(first, np.ndarray) and first.ndim == 3)
 
 
-def load_video(video, sample_indices=None) -> np.ndarray:
+def load_video(video, sample_indices=None, max_short_side=None) -> np.ndarray:
     """uint8 (T, H, W, 3) RGB frames of one video, keeping only `sample_indices(T)` when given.
 
     `video` is a video file path, a folder of frame images, a uint8 array (T, H, W, 3), a torch
-    uint8 tensor of that shape, or a list of PIL images / (H, W, 3) arrays.
+    uint8 tensor of that shape, or a list of PIL images / (H, W, 3) arrays. Files and folders are
+    read frame by frame, each kept frame shrunk to `max_short_side` as it is decoded (`shrink`).
     """
     if isinstance(video, (str, os.PathLike)):
         path = Path(video)
         if path.is_dir():
-            return read_frame_folder(path, sample_indices)
+            return read_frame_folder(path, sample_indices, max_short_side)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such video file or frame folder.")
-        return read_video_file(path, sample_indices)
+        return read_video_file(path, sample_indices, max_short_side)
     if hasattr(video, "numpy") and not isinstance(video, np.ndarray):  # torch tensor
         video = video.detach().cpu().numpy()
     if isinstance(video, np.ndarray):

@@ -154,3 +154,30 @@ def test_real_corpus_tokenizer():
     # A German sentence of PHOENIX is short in pieces: the vocabulary learned words, not letters.
     pieces_per_word = sum(len(ids) - 2 for ids in encoded) / sum(len(t.split()) for t in dev)
     assert pieces_per_word < 2.0
+
+
+TRAIN_IN_A_FRESH_PROCESS = """
+import hashlib, sys
+from modeling_flallm.tokenization_flallm import train_tokenizer
+texts = open(sys.argv[2], encoding="utf-8").read().splitlines()
+tokenizer = train_tokenizer(texts, vocab_size=400, model_type=sys.argv[1])
+print(hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("model_type", ["unigram", "bpe"])
+def test_the_same_texts_give_the_same_tokenizer_in_every_fresh_process(model_type, tmp_path):
+    """The `tokenizers` trainers sum in hash-map order, which is seeded per process (Unigram scores differed in the
+    last digits in every run before they were rounded)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from data_builders import synthetic_text
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(synthetic_text(3000, seed=1, split="train")), encoding="utf-8")
+    root = Path(__file__).resolve().parents[1]
+    digests = {subprocess.run([sys.executable, "-c", TRAIN_IN_A_FRESH_PROCESS, model_type, str(texts)], cwd=root,
+                              check=True, capture_output=True, text=True).stdout.strip() for _ in range(4)}
+    assert len(digests) == 1

@@ -89,3 +89,17 @@ def test_augmented_batches_do_not_depend_on_workers_or_global_rng(tmp_path):
         assert torch.equal(pixels, other_pixels) and torch.equal(labels, other_labels)
     # Another epoch: another order and other augmentations.
     assert not torch.equal(batches(0, epoch=2)[0][0], in_process[0][0])
+
+
+def test_two_fresh_runs_of_one_config_and_seed_end_with_the_same_tokenizer_and_weights(tmp_path):
+    data_cache = tmp_path / "data"
+    tiny_corpus(data_cache)
+    for model_type in ("unigram", "bpe"):
+        model = {**stage1_config("x")["model"], "train_tokenizer": {"vocab_size": 300, "model_type": model_type}}
+        runs = [tmp_path / model_type / name for name in ("a", "b")]
+        for process in [start(stage1_config(run, model=model, training={"epochs": 1}), data_cache) for run in runs]:
+            finish(process)
+        first, second = ((run / "best" / "tokenizer.json").read_bytes() for run in runs)
+        assert first == second, model_type
+        expected, actual = (final_weights(run) for run in runs)
+        assert all(torch.equal(expected[key], actual[key]) for key in expected), model_type
