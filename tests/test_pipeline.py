@@ -156,3 +156,20 @@ def test_saved_pipeline_loads_as_remote_code_without_the_package(translator, tmp
     assert report["result"] == {"translation_text": TEXTS[0]}
     assert report["class"].startswith("transformers_modules.")
     assert report["leaked"] == []
+
+
+def test_a_long_large_video_is_shrunk_as_decoded_and_sampled_over_its_whole_length(translator, processor, tmp_path, caplog):
+    from modeling_flallm import processing_flallm
+
+    video_processor = processor.video_processor
+    frames = np.random.default_rng(0).integers(0, 256, (video_processor.max_frames * video_processor.frame_sample_rate + 40,
+                                                        3 * video_processor.size, 4 * video_processor.size, 3), dtype=np.uint8)
+    path = write_video(tmp_path / "long.mp4", frames, "mpeg4")
+    kept = load_video(path, lambda n: video_processor.sample_frame_indices(n), max_short_side=video_processor.size)
+    assert kept.shape == (video_processor.max_frames, video_processor.size, round(4 / 3 * video_processor.size), 3)
+    indices = video_processor.sample_frame_indices(len(frames))
+    assert indices[0] < video_processor.frame_sample_rate and indices[-1] > len(frames) - 2 * video_processor.frame_sample_rate
+    processing_flallm._warned_long_video = False
+    with caplog.at_level("WARNING"):
+        assert isinstance(translator(path, **GENERATION)["translation_text"], str)
+    assert f"keeps at most max_frames={video_processor.max_frames}, spread over the whole clip" in caplog.text
