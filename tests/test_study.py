@@ -113,6 +113,9 @@ def test_the_ordering_line_says_which_pairs_hold():
     assert "**holds**" in study.ordering_sentence(holds) and "b > c" in study.ordering_sentence(holds)
     broken = study.ordering([_row("a", 20, 10), _row("b", 10, 20)])
     assert not broken["holds"] and broken["inversions"] == [("a", "b")] and broken["here"] == ["b", "a"]
+    # Every pair counts, not only neighbours in the paper's order: c above a is an inversion too.
+    three = study.ordering([_row("a", 20, 30), _row("b", 10, 20), _row("c", 5, 40)])
+    assert three["inversions"] == [("a", "c"), ("b", "c")]
     assert "**does not hold**" in study.ordering_sentence(broken)
 
 
