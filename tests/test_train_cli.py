@@ -72,3 +72,23 @@ def test_an_output_dir_that_is_a_file_is_refused_by_name(tmp_path):
     with pytest.raises(SystemExit, match=r"flallm train: output_dir .*taken is a file: expected a directory"):
         cli.main(["train", "--config", write_config(tmp_path), "--output-dir", str(tmp_path / "taken")])
     assert (tmp_path / "taken").read_text() == "not a directory"
+
+
+def test_a_hub_resource_that_cannot_be_reached_names_its_key_and_the_offline_alternative(tmp_path, monkeypatch):
+    import pytest
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cases = (
+        (["model.train_tokenizer=null", "model.tokenizer=someone/not-cached"], "model.tokenizer='someone/not-cached'",
+         "model.train_tokenizer="),
+        (["model.vision_model=someone/no-resnet"], "model.vision_model='someone/no-resnet'", "model.vision_model=null"),
+    )
+    for overrides, key, alternative in cases:
+        with pytest.raises(SystemExit, match=r"flallm train: ") as error:
+            cli.main(["train", "--config", write_config(tmp_path), "--output-dir", str(tmp_path / "run"), *overrides])
+        assert key in str(error.value) and alternative in str(error.value) and "Without access to the Hub" in str(error.value)
+    with pytest.raises(SystemExit, match=r"model.language_model='someone/no-llm': cannot load the LLM's tokenizer .*"
+                                         r"flallm demo"):
+        cli.main(["train", "--config", "synthetic_stage2.yaml", "--output-dir", str(tmp_path / "run2"),
+                  "model.language_model=someone/no-llm", f"data.cache_dir={tmp_path / 'data'}",
+                  "data.options={num_train: 8, num_validation: 2, num_test: 2, resolution: 16}"])

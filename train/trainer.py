@@ -178,6 +178,27 @@ def _video_processor(config: TrainConfig, model_config: dict):
     return FlaLlmVideoProcessor(**settings)
 
 
+# Where no Hub is reachable, what to set instead of each Hub resource (one message per config key).
+OFFLINE_ALTERNATIVES = {
+    "model.tokenizer": "a local tokenizer folder, or train one offline: model.tokenizer=null "
+                       "'model.train_tokenizer={vocab_size: 8000, model_type: unigram}'",
+    "model.vision_model": "a local folder of the ResNet (save_pretrained), or random weights: model.vision_model=null",
+    "model.language_model": "a local folder with the LLM and its tokenizer (save_pretrained), e.g. the LM `flallm demo` "
+                            "pre-trains (DIR/lm) or one made with train.lm_pretraining",
+}
+
+
+def from_hub(load, name: str, key: str, what: str):
+    """`load(name)`, with a failure to reach or find `name` reported as the config key to change and the offline
+    alternative, instead of huggingface_hub's connection traceback."""
+    try:
+        return load(name)
+    except OSError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise OSError(f"{key}={name!r}: cannot load the {what} ({reason}). Without access to the Hub, set {key} to "
+                      f"{OFFLINE_ALTERNATIVES[key]}.") from None
+
+
 def _stage1_tokenizer(config: TrainConfig, texts: list[str]):
     from transformers import AutoTokenizer
 
@@ -187,7 +208,7 @@ def _stage1_tokenizer(config: TrainConfig, texts: list[str]):
         return train_tokenizer(texts, **config.model.train_tokenizer)
     if config.model.tokenizer is None:
         raise ValueError("stage 1 needs model.tokenizer (a Hub id or folder, trimmed to the corpus) or model.train_tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(config.model.tokenizer)
+    tokenizer = from_hub(AutoTokenizer.from_pretrained, config.model.tokenizer, "model.tokenizer", "tokenizer")
     _set_target_language(tokenizer, config.model.target_language)
     if config.model.trim_vocabulary:
         from modeling_flallm.vocab_trimming import trim_vocabulary
@@ -227,7 +248,8 @@ def stage1_model(config: TrainConfig, processor):
     )
     model_config = FlaLlmConfig(text_config=MBartConfig(**light_t).to_dict(), stage="visual_initialing", **config.model.config)
     if config.model.vision_model:
-        return FlaLlmForSignTranslation.from_vision_pretrained(config.model.vision_model, config=model_config)
+        return from_hub(lambda name: FlaLlmForSignTranslation.from_vision_pretrained(name, config=model_config),
+                        config.model.vision_model, "model.vision_model", "ImageNet backbone")
     return FlaLlmForSignTranslation(model_config)
 
 
@@ -244,12 +266,12 @@ def build_stage2(config: TrainConfig, texts: list[str]):
     name = config.model.language_model
     if name is None:
         raise ValueError("stage 2 needs model.language_model (a Hub id or folder with the LLM and its tokenizer)")
-    tokenizer = AutoTokenizer.from_pretrained(name)
+    tokenizer = from_hub(AutoTokenizer.from_pretrained, name, "model.language_model", "LLM's tokenizer")
     _set_target_language(tokenizer, config.model.target_language)
-    lm_config = AutoConfig.from_pretrained(name)
+    lm_config = from_hub(AutoConfig.from_pretrained, name, "model.language_model", "LLM's config")
     auto_class = AutoModelForSeq2SeqLM if getattr(lm_config, "is_encoder_decoder", False) else AutoModelForCausalLM
     if config.model.language_model_init == "pretrained":
-        language_model = auto_class.from_pretrained(name)
+        language_model = from_hub(auto_class.from_pretrained, name, "model.language_model", "LLM")
     else:
         language_model = auto_class.from_config(lm_config)
     if config.model.trim_vocabulary:
@@ -267,7 +289,7 @@ def build_stage2(config: TrainConfig, texts: list[str]):
         model_config = FlaLlmConfig(text_config=language_model.config.to_dict(), stage="llm_fine_tuning", freeze=freeze, **overrides)
         model = FlaLlmForSignTranslation(model_config, language_model=language_model)
         if config.model.vision_model:
-            backbone = AutoModel.from_pretrained(config.model.vision_model)
+            backbone = from_hub(AutoModel.from_pretrained, config.model.vision_model, "model.vision_model", "ImageNet backbone")
             model.visual_encoder.backbone.load_state_dict(backbone.state_dict())
         video_processor = _video_processor(config, config.model.config)
     return model, FlaLlmProcessor(video_processor=video_processor, tokenizer=tokenizer)
@@ -862,7 +884,7 @@ def run(args: argparse.Namespace) -> int:
     except (NonFiniteLossError, checkpointing.CheckpointError) as error:
         logger.error("%s", error)
         return 1
-    except (ValueError, FileNotFoundError, DirectoryInUseError) as error:  # the message names the key, file or folder
+    except (OSError, ValueError, DirectoryInUseError) as error:  # the message names the key, file or folder
         logger.debug("flallm train failed", exc_info=True)
         raise SystemExit(f"flallm train: {error}") from None
     summary = {split: {k: record[k] for k in ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL") if k in record}
