@@ -87,8 +87,29 @@ def test_a_hub_resource_that_cannot_be_reached_names_its_key_and_the_offline_alt
         with pytest.raises(SystemExit, match=r"flallm train: ") as error:
             cli.main(["train", "--config", write_config(tmp_path), "--output-dir", str(tmp_path / "run"), *overrides])
         assert key in str(error.value) and alternative in str(error.value) and "Without access to the Hub" in str(error.value)
+
+
+def test_stage2_takes_the_stage1_run_directory_and_says_which_export_it_loaded(tmp_path, capsys, caplog):
+    import logging
+
+    import pytest
+
+    stage1_run = tmp_path / "stage1"
+    assert cli.main(["train", "--config", write_config(tmp_path), "--output-dir", str(stage1_run)]) == 0
+    capsys.readouterr()
+    from train.trainer import stage1_export
+
+    assert stage1_export(str(stage1_run)) == str((stage1_run / "best").resolve()) == stage1_export(str(stage1_run / "best"))
+    with pytest.raises(SystemExit, match="--stage1 .*nowhere: neither a stage-1 export"):
+        stage1_export(str(tmp_path / "nowhere"))
+    with pytest.raises(SystemExit, match=r"model.stage1='runs/x/stage1/best' is not a stage-1 export .* --stage1 DIR"):
+        cli.main(["train", "--config", "synthetic_stage2.yaml", "--output-dir", str(tmp_path / "s2"),
+                  "model.stage1=runs/x/stage1/best", "model.language_model=/nowhere/lm"])
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit, match=r"model.language_model='/nowhere/lm': no such folder"):
+        cli.main(["train", "--config", "synthetic_stage2.yaml", "--output-dir", str(tmp_path / "s2"),
+                  "--stage1", str(stage1_run), "model.language_model=/nowhere/lm"])
+    assert f"Stage 2 from the stage-1 export {(stage1_run / 'best').resolve()}" in caplog.text
     with pytest.raises(SystemExit, match=r"model.language_model='someone/no-llm': cannot load the LLM's tokenizer .*"
-                                         r"flallm demo"):
-        cli.main(["train", "--config", "synthetic_stage2.yaml", "--output-dir", str(tmp_path / "run2"),
-                  "model.language_model=someone/no-llm", f"data.cache_dir={tmp_path / 'data'}",
-                  "data.options={num_train: 8, num_validation: 2, num_test: 2, resolution: 16}"])
+                                         r"Without access to the Hub, .*flallm demo"):
+        cli.main(["train", "--config", "synthetic_stage2.yaml", "--output-dir", str(tmp_path / "s2"),
+                  "--stage1", str(stage1_run), "model.language_model=someone/no-llm"])

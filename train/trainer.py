@@ -188,9 +188,17 @@ OFFLINE_ALTERNATIVES = {
 }
 
 
+def _looks_local(name: str) -> bool:
+    """A path rather than a Hub repo id (USER/NAME has exactly one slash and no leading . / ~)."""
+    return Path(name).exists() or name.startswith(("/", ".", "~")) or name.count("/") != 1
+
+
 def from_hub(load, name: str, key: str, what: str):
     """`load(name)`, with a failure to reach or find `name` reported as the config key to change and the offline
     alternative, instead of huggingface_hub's connection traceback."""
+    if _looks_local(name) and not Path(name).expanduser().exists():
+        raise FileNotFoundError(f"{key}={name!r}: no such folder (expected the {what}'s save_pretrained folder, or a Hub "
+                                f"repo id USER/NAME)")
     try:
         return load(name)
     except OSError as error:
@@ -253,6 +261,16 @@ def stage1_model(config: TrainConfig, processor):
     return FlaLlmForSignTranslation(model_config)
 
 
+def stage1_export(path: str) -> str:
+    """The stage-1 export behind `--stage1`: the folder itself (it has config.json) or a run directory's best/."""
+    folder = Path(path).expanduser()
+    for candidate in (folder, folder / "best"):
+        if (candidate / "config.json").is_file():
+            return str(candidate.resolve())
+    raise SystemExit(f"flallm train: --stage1 {path}: neither a stage-1 export (a folder with config.json) nor a stage-1 "
+                     "run directory with best/config.json")
+
+
 def build_stage2(config: TrainConfig, texts: list[str]):
     """Stage-1 visual encoder (frozen) + fresh LLM-adapter + the language model, its vocabulary trimmed to the corpus.
 
@@ -263,6 +281,12 @@ def build_stage2(config: TrainConfig, texts: list[str]):
 
     from modeling_flallm import FlaLlmConfig, FlaLlmForSignTranslation, FlaLlmProcessor, FlaLlmVideoProcessor
 
+    if config.model.stage1 is not None:
+        stage1 = str(config.model.stage1)
+        if _looks_local(stage1) and not (Path(stage1) / "config.json").is_file():
+            raise FileNotFoundError(f"model.stage1={stage1!r} is not a stage-1 export (no config.json there): "
+                                    "train stage 1 first, or pass its run directory with --stage1 DIR")
+        logger.info("Stage 2 from the stage-1 export %s", Path(stage1).resolve() if _looks_local(stage1) else stage1)
     name = config.model.language_model
     if name is None:
         raise ValueError("stage 2 needs model.language_model (a Hub id or folder with the LLM and its tokenizer)")
@@ -851,6 +875,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="Config overrides with dotted keys and YAML values, e.g. optimizer.lr=0.01 training.epochs=3.")
     parser.add_argument("--output-dir", help="Run directory (same as output_dir=...).")
+    parser.add_argument("--stage1", metavar="DIR",
+                        help="Stage 2: the stage-1 run directory (its best/ export) or an export (same as model.stage1=...).")
     resume = parser.add_mutually_exclusive_group()
     resume.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                         help="Continue from the latest checkpoint of the run (or from CHECKPOINT); fail if there is none.")
@@ -863,6 +889,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
+    if args.stage1:
+        overrides.append(f"model.stage1={stage1_export(args.stage1)}")
     try:
         config = load_config(args.config, overrides)
     except (ValueError, FileNotFoundError) as error:
