@@ -113,3 +113,18 @@ def test_stage2_takes_the_stage1_run_directory_and_says_which_export_it_loaded(t
                                          r"Without access to the Hub, .*flallm demo"):
         cli.main(["train", "--config", "synthetic_stage2.yaml", "--output-dir", str(tmp_path / "s2"),
                   "--stage1", str(stage1_run), "model.language_model=someone/no-llm"])
+
+
+def test_an_offline_tokenizer_gets_the_configs_language_code(tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    for model_type in ("bpe", "unigram"):
+        run = tmp_path / model_type
+        assert cli.main(["train", "--config", write_config(tmp_path), "--output-dir", str(run), "model.target_language=de_DE",
+                         f"model.train_tokenizer={{vocab_size: 300, model_type: {model_type}}}"]) == 0
+        tokenizer = AutoTokenizer.from_pretrained(run / "best")
+        ids = tokenizer("regen")["input_ids"]
+        assert tokenizer.convert_ids_to_tokens(ids[-2:]) == ["</s>", "de_DE"], model_type
+        model = FlaLlmForSignTranslation.from_pretrained(run / "best")
+        assert model.generation_config.decoder_start_token_id == tokenizer.convert_tokens_to_ids("de_DE")
+    capsys.readouterr()

@@ -213,7 +213,13 @@ def _stage1_tokenizer(config: TrainConfig, texts: list[str]):
     from modeling_flallm.tokenization_flallm import train_tokenizer
 
     if config.model.train_tokenizer is not None:
-        return train_tokenizer(texts, **config.model.train_tokenizer)
+        options = dict(config.model.train_tokenizer)
+        code = config.model.target_language
+        if code is not None:  # the corpus's language code (de_DE for PHOENIX-2014T) becomes a token of the tokenizer
+            codes = list(options.get("language_codes") or [])
+            options["language_codes"] = codes if code in codes else [*codes, code]
+            options.setdefault("target_language", code)
+        return train_tokenizer(texts, **options)
     if config.model.tokenizer is None:
         raise ValueError("stage 1 needs model.tokenizer (a Hub id or folder, trimmed to the corpus) or model.train_tokenizer")
     tokenizer = from_hub(AutoTokenizer.from_pretrained, config.model.tokenizer, "model.tokenizer", "tokenizer")
