@@ -92,13 +92,46 @@ def train_tokenizer(
     )
 
 
-SCORE_DECIMALS = 4  # Unigram piece scores are kept to 1e-4 (see _train_unigram)
-
-
 def _train_unigram(texts, vocab_size, language_codes, show_progress) -> Tokenizer:
-    """SentencePiece-like Unigram, then the language codes appended to the piece list as mBART does."""
-    tokenizer = Tokenizer(models.Unigram())
-    # The pipeline transformers' MBartTokenizer builds around mbart-large-cc25's pieces.
+    """SentencePiece Unigram (the library mBART's tokenizer was trained with), then the language codes appended to the
+    piece list as mBART does.
+
+    Trained with `sentencepiece` on one thread rather than with the `tokenizers` UnigramTrainer: the latter sums in
+    hash-map order, which is seeded per process, and in about one process in four it ended with other piece scores
+    (and so other segmentations) for the same texts. SentencePiece gives the same model every time.
+    """
+    import io
+
+    import sentencepiece as spm
+
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=(text for text in texts if text and text.strip()),
+        model_writer=buffer,
+        model_type="unigram",
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,  # a small corpus yields fewer pieces instead of an error
+        bos_id=0, pad_id=1, eos_id=2, unk_id=3,
+        bos_piece=BOS_TOKEN, pad_piece=PAD_TOKEN, eos_piece=EOS_TOKEN, unk_piece=UNK_TOKEN,
+        character_coverage=1.0,  # every character of the corpus is a piece (CSL-Daily's rare hanzi too)
+        normalization_rule_name="identity",  # no NFKC: CSL-Daily's full-width punctuation stays as it is
+        max_sentencepiece_length=16,
+        num_threads=1,
+        minloglevel=0 if show_progress else 2,
+    )
+    processor = spm.SentencePieceProcessor(model_proto=buffer.getvalue())
+    pieces = [(processor.id_to_piece(i), 0.0 if processor.is_control(i) or processor.is_unknown(i) else processor.get_score(i))
+              for i in range(processor.get_piece_size())]
+    if [piece for piece, _ in pieces[:4]] != list(SPECIAL_TOKENS):
+        raise RuntimeError(f"sentencepiece did not put {SPECIAL_TOKENS} first: {pieces[:6]}")
+    known = {piece for piece, _ in pieces}
+    clashes = [code for code in language_codes if code in known]
+    if clashes:
+        raise ValueError(f"language codes {clashes} were learned as ordinary pieces from the corpus; rename them")
+    # The codes go after the pieces (score 0, like transformers' MBartConverter), so the tokenizer.json has the
+    # structure of mbart-large-cc25's; the pre-tokenizer is the one transformers builds around its pieces.
+    pieces += [(code, 0.0) for code in language_codes]
+    tokenizer = Tokenizer(models.Unigram(pieces, unk_id=3, byte_fallback=False))
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [
             pre_tokenizers.WhitespaceSplit(),
@@ -106,38 +139,7 @@ def _train_unigram(texts, vocab_size, language_codes, show_progress) -> Tokenize
         ]
     )
     tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        unk_token=UNK_TOKEN,
-        max_piece_length=16,
-        show_progress=show_progress,
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer)
-
-    # Rebuild the model with the codes in the piece list (score 0, like transformers' MBartConverter), so
-    # the tokenizer.json has the same structure as mbart-large-cc25's.
-    state = json.loads(tokenizer.to_str())
-    # The trainer's piece scores (log probabilities) differ in the last digits from one process to the next, and so
-    # does the order of pieces with near-equal scores (the `tokenizers` library sums in hash-map order, seeded per
-    # process). Rounded, and the learned pieces sorted by (score, piece) after the special tokens, the same texts
-    # give the same tokenizer.json and ids.
-    vocab = [(piece, round(score, SCORE_DECIMALS)) for piece, score in state["model"]["vocab"]]
-    special = [entry for entry in vocab if entry[0] in SPECIAL_TOKENS]
-    learned = sorted((entry for entry in vocab if entry[0] not in SPECIAL_TOKENS), key=lambda entry: (-entry[1], entry[0]))
-    if [piece for piece, _ in special] != list(SPECIAL_TOKENS) or vocab[:len(special)] != special:
-        raise RuntimeError(f"the Unigram trainer did not put {SPECIAL_TOKENS} first: {vocab[:6]}")
-    pieces = special + learned
-    known = {piece for piece, _ in pieces}
-    clashes = [code for code in language_codes if code in known]
-    if clashes:
-        raise ValueError(f"language codes {clashes} were learned as ordinary pieces from the corpus; rename them")
-    pieces += [(code, 0.0) for code in language_codes]
-    unk_id = state["model"]["unk_id"]
-    rebuilt = Tokenizer(models.Unigram(pieces, unk_id=unk_id, byte_fallback=False))
-    rebuilt.pre_tokenizer = tokenizer.pre_tokenizer
-    rebuilt.decoder = tokenizer.decoder
-    return rebuilt
+    return tokenizer
 
 
 def _train_byte_level_bpe(texts, vocab_size, show_progress) -> Tokenizer:

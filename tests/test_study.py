@@ -116,7 +116,10 @@ def test_the_ordering_line_says_which_pairs_hold():
     # Every pair counts, not only neighbours in the paper's order: c above a is an inversion too.
     three = study.ordering([_row("a", 20, 30), _row("b", 10, 20), _row("c", 5, 40)])
     assert three["inversions"] == [("a", "c"), ("b", "c")]
-    assert "**does not hold**" in study.ordering_sentence(broken)
+    assert "**does not hold**" in study.ordering_sentence(broken) and "not resolved" not in study.ordering_sentence(broken)
+    noisy = study.ordering([_row("a", 20, 19.8), _row("b", 10, 20)])
+    assert noisy["inversions"] == noisy["within_std"] == [("a", "b")]
+    assert "a is not above b (by less than one std: not resolved by these seeds)" in study.ordering_sentence(noisy)
 
 
 def test_a_failed_job_skips_what_needs_it_and_the_others_go_on(tmp_path):

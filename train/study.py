@@ -460,7 +460,7 @@ def ordering(rows: list[dict]) -> dict:
             continue
         if a <= b:
             inversions.append((better["label"], worse["label"]))
-        elif a - b < max(better["std"]["bleu4"], worse["std"]["bleu4"]):
+        if abs(a - b) < max(better["std"]["bleu4"], worse["std"]["bleu4"]):
             close.append((better["label"], worse["label"]))
     measured = all(row["mean"].get("bleu4") is not None for row in rows)
     return {"paper": [row["label"] for row in paper],
@@ -508,7 +508,9 @@ def ordering_sentence(order: dict) -> str:
         if order["within_std"]:
             text += " (by less than one std for " + "; ".join(f"{a} > {b}" for a, b in order["within_std"]) + ")"
         return text + "."
-    swapped = "; ".join(f"{a} is not above {b}" for a, b in order["inversions"])
+    swapped = "; ".join(f"{a} is not above {b}" + (" (by less than one std: not resolved by these seeds)"
+                                                     if (a, b) in order["within_std"] else "")
+                        for a, b in order["inversions"])
     return f"The paper's ordering (BLEU-4: {paper}) **does not hold** here: {swapped} (here: {' > '.join(order['here'])})."
 
 
