@@ -14,6 +14,7 @@ COMMANDS = {
     "prepare": ("data_builders.prepare", "Prepare a corpus once into Hub-ready parquet shards."),
     "train": ("train.trainer", "Train one stage from a YAML config (stage 1 or stage 2)."),
     "demo": ("train.demo", "Synthetic corpus -> stage 1 -> stage 2 -> metrics, offline."),
+    "pretrain-lm": ("train.pretrain_lm", "Train a tokenizer and pre-train a small mBART on a corpus's text, offline."),
     "study": ("train.study", "Run one of the paper's ablation tables over seeds, beside the paper's numbers."),
     "evaluate": ("train.evaluation", "Translate a split and score it (BLEU-1..4, ROUGE-L, chrF)."),
     "translate": ("train.translate", "Translate video files or frame folders."),
