@@ -584,3 +584,40 @@ def test_real_corpus_trimming():
     new = result.tokenizer(text_target=phoenix).input_ids
     assert new == result.map_ids(old)
     assert result.tokenizer.batch_decode(new, skip_special_tokens=True) == [" ".join(t.split()) for t in phoenix]
+
+
+def _replayed_tokens(tokenizer, texts) -> set[str]:
+    """Every token byte-level BPE passes through on `texts`: each word's merges replayed by rank (the final tokens and
+    every intermediate merge result)."""
+    state = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    ranks = {tuple(merge): rank for rank, merge in enumerate(state["merges"])}
+    seen = set()
+    for text in texts:
+        for word, _ in tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str(text):
+            symbols = list(word)
+            seen.update(symbols)
+            while len(symbols) > 1:
+                pairs = [(ranks[pair], i) for i, pair in enumerate(zip(symbols, symbols[1:])) if pair in ranks]
+                if not pairs:
+                    break
+                _, i = min(pairs)
+                symbols[i:i + 2] = [symbols[i] + symbols[i + 1]]
+                seen.add(symbols[i])
+    return seen
+
+
+def test_bpe_keeps_only_what_the_corpus_and_the_byte_fallback_need():
+    """Issue 16: 1,772 of 2,001 tokens kept where the corpus uses 1,146. The rest are the intermediate merge results
+    the corpus's own tokens are built from and the 256 byte symbols: nothing else is kept."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_text" / "phoenix14t.train.jsonl.gz"
+    if not path.is_file():
+        pytest.skip(f"{path} is not here")
+    texts = [json.loads(line)["text"] for line in gzip.open(path, "rt", encoding="utf-8")]
+    tokenizer = train_tokenizer(texts, vocab_size=2001, model_type="bpe")
+    subset = texts[:700]
+    result = trim_vocabulary(tokenizer, subset)
+    kept = set(result.tokenizer.get_vocab())
+    used = {token for text in subset for token in tokenizer.tokenize(text)}
+    needed = _replayed_tokens(tokenizer, subset) | set(pre_tokenizers.ByteLevel.alphabet()) | set(tokenizer.all_special_tokens)
+    assert used < needed and kept == needed
+    assert len(used) < len(kept) < len(tokenizer)
