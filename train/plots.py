@@ -49,7 +49,7 @@ def plot_study(title: str, rows: list[dict], path: Path, metric: str = "BLEU-4")
     axis.set_xticks(range(len(rows)), [row["label"].replace(" (", "\n(") for row in rows], fontsize=8)
     axis.set_ylabel(f"test {metric}")
     axis.set_title(title, fontsize=10)
-    axis.legend(fontsize=8, loc="upper left")
+    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)  # clear of the bars
     axis.grid(axis="y", alpha=0.3)
     try:
         return _save(figure, path)
