@@ -1,5 +1,6 @@
-"""The README's PHOENIX-2014T path with the small preset, run exactly as written, offline, on a tiny release in the
-official layout (the block after `<!-- small-preset-path -->`): prepare, pretrain-lm, stage 1, stage 2, evaluate."""
+"""The documented PHOENIX-2014T path with the small preset (docs/training.md, the block after
+`<!-- small-preset-path -->`), run exactly as written, offline, on a tiny release in the official layout: prepare,
+pretrain-lm, stage 1, stage 2, evaluate."""
 
 import json
 import re
@@ -9,7 +10,7 @@ from pathlib import Path
 from data_builders.testing import GERMAN, fake_samples, write_phoenix14t
 from train.cli import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "training.md"
 RELEASE_IN_README = "/data/PHOENIX-2014-T-release-v3"
 
 
@@ -19,14 +20,14 @@ def readme_commands() -> list[str]:
     return [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
 
 
-def test_the_readme_small_path_has_at_most_three_overrides_per_command():
+def test_the_documented_small_path_has_at_most_three_overrides_per_command():
     commands = readme_commands()
     assert [shlex.split(c)[1] for c in commands] == ["prepare", "pretrain-lm", "train", "train", "evaluate"]
     for command in commands:
         assert sum("=" in arg and not arg.startswith("-") for arg in shlex.split(command)) <= 3, command
 
 
-def test_the_readme_small_path_runs_end_to_end_offline(tmp_path, monkeypatch, capsys):
+def test_the_documented_small_path_runs_end_to_end_offline(tmp_path, monkeypatch, capsys):
     samples = fake_samples({"train": 12, "validation": 3, "test": 3}, GERMAN, frames=(16, 24))
     release = write_phoenix14t(tmp_path / "raw", samples, size=(52, 42))
     monkeypatch.chdir(tmp_path)

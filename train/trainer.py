@@ -601,7 +601,7 @@ def _load_splits(config: TrainConfig, datasets):
 
 
 def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
-    """Run one training stage as `config` says; see the module docstring and /README for the config schema."""
+    """Run one training stage as `config` says; see the module docstring and docs/training.md for the config schema."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
     from tqdm.auto import tqdm
