@@ -33,6 +33,9 @@ def test_quick_demo_writes_metrics_for_both_stages_and_the_baseline(quick_demo, 
         assert set(metrics[stage]) >= KEYS, stage
         assert all(0.0 <= metrics[stage][key] <= 100.0 for key in KEYS)
     assert metrics["stage1"]["num_examples"] == metrics["stage2"]["num_examples"] == 4  # the quick test split
+    for stage in ("stage1", "stage2"):  # each stage's curves, named in the report
+        assert (quick_demo / "runs" / stage / "curves.png").stat().st_size > 1000
+        assert str(quick_demo / "runs" / stage / "curves.png") in demo.format_report(metrics, quick_demo)
 
     corpus = load_sign_dataset("synthetic", cache_dir=str(quick_demo / "cache" / "datasets"), **metrics["corpus"]["options"])
     assert metrics["baseline"]["sentence"] in corpus["train"]["text"]

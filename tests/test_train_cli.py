@@ -128,3 +128,27 @@ def test_an_offline_tokenizer_gets_the_configs_language_code(tmp_path, capsys):
         model = FlaLlmForSignTranslation.from_pretrained(run / "best")
         assert model.generation_config.decoder_start_token_id == tokenizer.convert_tokens_to_ids("de_DE")
     capsys.readouterr()
+
+
+def test_a_run_draws_its_curves_and_keeps_progress_bars_quiet_in_a_log(tmp_path):
+    """curves.png after each validation; with stderr not a terminal, a progress line every 10 s at most (one per
+    logged step before: 430 KB of them in one `flallm demo > log`)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    run = tmp_path / "run"
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-m", "train.cli", "train", "--config", write_config(tmp_path), "--output-dir",
+                             str(run), "training.epochs=10", "training.batch_size=2", "evaluation.every_epochs=5"],
+                            cwd=root, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.count("stage 1:") <= 4, result.stderr.count("stage 1:")  # 40 logged steps: 42 lines before
+    with Image.open(run / "curves.png") as image:
+        assert image.format == "PNG" and image.width > 300
+    logged = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == list(range(1, 41)) and all(r["loss"] > 0 and r["lr"] >= 0 for r in logged)

@@ -8,6 +8,7 @@ stays fast.
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 COMMANDS = {
@@ -67,6 +68,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not sys.stderr.isatty():  # a log file or CI: a progress bar line every 10 s at most, not one per step
+        os.environ.setdefault("TQDM_MININTERVAL", "10")  # before any module imports tqdm (it reads this then)
     command = next((arg for arg in argv if arg in COMMANDS), None)
     parser = build_parser(command)
     args = parser.parse_args(argv)

@@ -479,7 +479,9 @@ def format_report(metrics: dict, output_dir: Path) -> str:
     parts = ", ".join(f"{names.get(k, k)} {v:.0f} s" for k, v in seconds.items() if k != "total")
     lines += ["", f"Wall time {seconds['total']:.0f} s ({parts}).",
               f"Models (from_pretrained / pipeline): {output_dir / 'stage1'}  {output_dir / 'stage2'}",
-              f"Metrics: {output_dir / 'metrics.json'}"]
+              f"Metrics: {output_dir / 'metrics.json'}",
+              f"Curves (loss, learning rate, dev BLEU-4): {output_dir / 'runs' / 'stage1' / 'curves.png'}  "
+              f"{output_dir / 'runs' / 'stage2' / 'curves.png'}"]
     return "\n".join(lines)
 
 

@@ -247,7 +247,7 @@ def pretrain_denoising_lm(
             epoch_loss += loss.item()
             epoch_batches += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         if epoch_batches:
             record = {"epoch": epoch + 1, "step": step, "train_loss": epoch_loss / epoch_batches}
             history.append(record)

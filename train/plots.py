@@ -82,3 +82,28 @@ def plot_gradient_norms(panels: list[dict], path: Path) -> Path:
         return _save(figure, path)
     finally:
         plt.close(figure)
+
+
+def plot_training_curves(train_records: list[dict], history: list[dict], metric: str, path: Path) -> Path:
+    """Training loss, learning rate and the dev metric over optimizer steps (a run's curves.png).
+
+    `train_records`: [{"step", "loss", "lr"}] (train_log.jsonl); `history`: the dev evaluations ({"step", metric, ...}).
+    """
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    steps = [r["step"] for r in train_records]
+    axes[0].plot(steps, [r["loss"] for r in train_records], linewidth=1)
+    axes[0].set_title("training loss", fontsize=10)
+    axes[1].plot(steps, [r["lr"] for r in train_records], linewidth=1, color="tab:orange")
+    axes[1].set_title("learning rate (last parameter group)", fontsize=10)
+    points = [(r["step"], r[metric]) for r in history if metric in r]
+    if points:
+        axes[2].plot(*zip(*points), marker="o", color="tab:green")
+    axes[2].set_title(f"dev {metric}", fontsize=10)
+    for axis in axes:
+        axis.set_xlabel("optimizer step")
+        axis.grid(alpha=0.3)
+    try:
+        return _save(figure, path)
+    finally:
+        plt.close(figure)

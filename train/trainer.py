@@ -706,6 +706,8 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
             record = evaluate(accelerator, model, processor, dev_rows, config, "validation", state, output_dir)
             state.history.append(record)
             accelerator.log({f"validation/{k}": v for k, v in record.items() if isinstance(v, (int, float))}, step=state.global_step)
+            if accelerator.is_main_process:
+                draw_curves(output_dir, state.history, config.evaluation.metric)
             score = record[config.evaluation.metric]
             if state.best_metric is None or score > state.best_metric:
                 state.best_metric, state.best_step = score, state.global_step
@@ -759,7 +761,11 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
                             "train/epoch": epoch + state.batches_in_epoch / batches_per_epoch}
                     logs.update({f"train/lr_{group['name']}": group["lr"] for group in optimizer.param_groups})
                     accelerator.log(logs, step=state.global_step)
-                    progress.set_postfix(loss=f"{logs['train/loss']:.3f}", lr=f"{optimizer.param_groups[-1]['lr']:.2e}",
+                    if accelerator.is_main_process:
+                        with open(output_dir / "train_log.jsonl", "a", encoding="utf-8") as file:
+                            file.write(json.dumps({"step": state.global_step, "loss": logs["train/loss"],
+                                                   "lr": optimizer.param_groups[-1]["lr"]}) + "\n")
+                    progress.set_postfix(refresh=False, loss=f"{logs['train/loss']:.3f}", lr=f"{optimizer.param_groups[-1]['lr']:.2e}",
                                          fps=f"{logs['train/frames_per_second']:.0f}")
                     logger.debug("step %d %s", state.global_step, logs)
                     window_loss, window_frames, window_start = 0.0, 0, time.perf_counter()
@@ -807,6 +813,25 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
             logging.getLogger().removeHandler(log_handler)
             log_handler.close()
         run_lock.close()
+
+
+def draw_curves(output_dir: Path, history: list[dict], metric: str) -> None:
+    """`curves.png`: training loss and learning rate (train_log.jsonl) and the dev metric over steps. A picture that
+    cannot be drawn (no matplotlib backend, a full disk) is logged, never fatal to the run."""
+    from .plots import plot_training_curves
+
+    path = output_dir / "train_log.jsonl"
+    records = {}
+    if path.is_file():
+        with open(path, encoding="utf-8") as file:
+            for line in file:
+                if line.strip():
+                    record = json.loads(line)
+                    records[record["step"]] = record  # a resumed run logs some steps again: the last one counts
+    try:
+        plot_training_curves([records[step] for step in sorted(records)], history, metric, output_dir / "curves.png")
+    except Exception as error:  # noqa: BLE001
+        logger.warning("could not draw %s: %s", output_dir / "curves.png", error)
 
 
 def log_grad_norms(accelerator, model, step: int, output_dir: Path) -> None:
