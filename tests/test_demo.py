@@ -27,12 +27,21 @@ def quick_demo(tmp_path_factory):
     return output_dir
 
 
+def corpus_texts(output_dir, metrics):
+    corpus = load_sign_dataset("synthetic", cache_dir=str(output_dir / "cache" / "datasets"), **metrics["corpus"]["options"])
+    return corpus["test"]["text"]
+
+
 def test_quick_demo_writes_metrics_for_both_stages_and_the_baseline(quick_demo, capsys):
     metrics = json.loads((quick_demo / "metrics.json").read_text())
     for stage in ("stage1", "stage2", "baseline", "gloss_to_text"):
         assert set(metrics[stage]) >= KEYS, stage
         assert all(0.0 <= metrics[stage][key] <= 100.0 for key in KEYS)
     assert metrics["stage1"]["num_examples"] == metrics["stage2"]["num_examples"] == 4  # the quick test split
+    examples = [json.loads(line) for line in (quick_demo / "examples" / "examples.jsonl").read_text().splitlines()]
+    assert [e["reference"] for e in examples] == corpus_texts(quick_demo, metrics)[:3]
+    clip = decode_video(str(quick_demo / "examples" / examples[0]["file"]))
+    assert clip.shape[1:] == (64, 64, 3) and len(clip) == metrics["examples"][0].get("num_frames", len(clip))
     for stage in ("stage1", "stage2"):  # each stage's curves, named in the report
         assert (quick_demo / "runs" / stage / "curves.png").stat().st_size > 1000
         assert str(quick_demo / "runs" / stage / "curves.png") in demo.format_report(metrics, quick_demo)

@@ -57,7 +57,8 @@ DEFAULT_OUTPUT_DIR = "flallm-demo"
 CONFIG_FILES = {"stage1": "demo_stage1.yaml", "stage2": "demo_stage2.yaml"}
 METRIC_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL")
 METRIC_NAMES = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "rougeL": "ROUGE-L"}
-OWNED_PATHS = ("stage1", "stage2", "lm", "tokenizer", "runs", "metrics.json", "ceiling.json")
+OWNED_PATHS = ("stage1", "stage2", "lm", "tokenizer", "runs", "examples", "metrics.json", "ceiling.json")
+EXAMPLE_SCALE = 4  # example clips are written 4x larger (nearest neighbour) than the 32-px corpus: big enough to watch
 
 # The offline stand-in for mbart-large-cc25 (train/lm_pretraining.py). Override with lm.SECTION.KEY=VALUE.
 LM_DEFAULTS = {
@@ -320,6 +321,28 @@ def test_predictions(run_dir: Path) -> dict[str, dict]:
     return {row["id"]: row for row in rows}
 
 
+def write_example_clips(rows, directory: Path, scale: int = EXAMPLE_SCALE) -> list[dict]:
+    """Test clips as mp4 files a new user can watch and feed to `flallm translate` or the app, with
+    `examples.jsonl` ({"file", "id", "signs", "reference"}) beside them."""
+    import numpy as np
+
+    from data_builders import decode_video
+    from data_builders.testing import write_video
+
+    directory.mkdir(parents=True, exist_ok=True)
+    listed = []
+    for row in rows:
+        frames = decode_video(row["video"])
+        frames = np.repeat(np.repeat(frames, scale, axis=1), scale, axis=2)
+        frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]  # H.264 wants even sizes
+        path = directory / f"{row['id']}.mp4"
+        write_video(path, frames, fps=round(row["fps"]), crf=12)
+        listed.append({"file": path.name, "id": row["id"], "signs": row["gloss"], "reference": row["text"]})
+    text = "".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in listed)
+    (directory / "examples.jsonl").write_text(text, encoding="utf-8")
+    return listed
+
+
 def _scores(record: dict) -> dict:
     keep = METRIC_KEYS + ("chrf", "num_examples", "signature", "rouge_signature", "chrf_signature", "step", "epoch")
     return {k: record[k] for k in keep if k in record}
@@ -411,6 +434,7 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, quick: bool = False, l
                              "stage1": predictions1.get(row["id"], {}).get("hypothesis"),
                              "stage2": predictions2.get(row["id"], {}).get("hypothesis"),
                              "gloss_to_text": ceiling_scores["predictions"][len(examples)] if ceiling_scores else None})
+        write_example_clips(corpus["test"].select(range(min(num_examples, len(corpus["test"])))), output_dir / "examples")
         timings["total"] = time.perf_counter() - started
         metrics = {
             "stage1": _scores(result1.metrics["test"]),
@@ -481,7 +505,9 @@ def format_report(metrics: dict, output_dir: Path) -> str:
               f"Models (from_pretrained / pipeline): {output_dir / 'stage1'}  {output_dir / 'stage2'}",
               f"Metrics: {output_dir / 'metrics.json'}",
               f"Curves (loss, learning rate, dev BLEU-4): {output_dir / 'runs' / 'stage1' / 'curves.png'}  "
-              f"{output_dir / 'runs' / 'stage2' / 'curves.png'}"]
+              f"{output_dir / 'runs' / 'stage2' / 'curves.png'}",
+              f"Test clips to watch and translate: {output_dir / 'examples'} "
+              f"(flallm translate --model {output_dir / 'stage2'} {output_dir / 'examples'})"]
     return "\n".join(lines)
 
 
