@@ -19,6 +19,7 @@ COMMANDS = {
     "study": ("train.study", "Run one of the paper's ablation tables over seeds, beside the paper's numbers."),
     "evaluate": ("train.evaluation", "Translate a split and score it (BLEU-1..4, ROUGE-L, chrF)."),
     "translate": ("train.translate", "Translate video files or frame folders."),
+    "app": ("train.app", "A local Gradio page to try a model on videos (needs the app extra)."),
     "push": ("train.hub", "Push an exported stage directory to the Hub with a model card."),
 }
 

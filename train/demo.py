@@ -507,7 +507,8 @@ def format_report(metrics: dict, output_dir: Path) -> str:
               f"Curves (loss, learning rate, dev BLEU-4): {output_dir / 'runs' / 'stage1' / 'curves.png'}  "
               f"{output_dir / 'runs' / 'stage2' / 'curves.png'}",
               f"Test clips to watch and translate: {output_dir / 'examples'} "
-              f"(flallm translate --model {output_dir / 'stage2'} {output_dir / 'examples'})"]
+              f"(flallm translate --model {output_dir / 'stage2'} {output_dir / 'examples'})",
+              f"Try the model on a page: flallm app --model {output_dir / 'stage2'}"]
     return "\n".join(lines)
 
 
