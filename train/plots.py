@@ -107,3 +107,38 @@ def plot_training_curves(train_records: list[dict], history: list[dict], metric:
         return _save(figure, path)
     finally:
         plt.close(figure)
+
+
+def plot_signs(glosses, path: Path, size: int = 96, frames_per_sign: int = 6, signer: int = 0) -> Path:
+    """A few signs of the synthetic sign language: one row per sign, frames from the middle of its timeline, with
+    `describe_sign`'s words (docs/data.md shows this picture)."""
+    import numpy as np
+
+    from data_builders.synthetic import _signer_pool, describe_sign, make_spec, render_spec
+
+    plt = _pyplot()
+    figure, axes = plt.subplots(len(glosses), 1, figsize=(frames_per_sign * 1.3, 1.55 * len(glosses)), squeeze=False)
+    person = _signer_pool(signer + 1, seed=0)[signer]
+    for axis, gloss in zip(axes[:, 0], glosses):
+        spec = make_spec([gloss], person, np.random.default_rng(0), (size, size), fps=25.0, noise=0.0)
+        start, end = spec["signs"][0][:2]
+        picks = np.linspace(start * 25, end * 25, frames_per_sign).round().astype(int).clip(0, spec["num_frames"] - 1)
+        axis.imshow(np.concatenate(list(render_spec(spec, picks)), axis=1))
+        axis.set_title(describe_sign(gloss), fontsize=8, loc="left")
+        axis.axis("off")
+    figure.tight_layout()
+    try:
+        return _save(figure, path)
+    finally:
+        plt.close(figure)
+
+
+if __name__ == "__main__":  # python -m train.plots signs docs/images/signs.png  (the picture in docs/data.md)
+    import sys
+
+    if sys.argv[1:2] != ["signs"] or len(sys.argv) != 3:
+        raise SystemExit("usage: python -m train.plots signs OUT.png")
+    from data_builders.synthetic import SIGN_CODES
+
+    picked = [g for g in ("BUY", "SELL", "MAN", "WOMAN", "GO", "COME") if g in SIGN_CODES] or sorted(SIGN_CODES)[:6]
+    print(plot_signs(picked, Path(sys.argv[2])))
