@@ -193,3 +193,19 @@ def test_translate_and_evaluate_refuse_bad_arguments_before_loading_anything(mod
     # An unwritable --output fails before the first clip is translated.
     with pytest.raises(SystemExit, match="--output .*out.jsonl: cannot be written"):
         main(["translate", "--model", str(model_dir), str(clip), "--output", str(tmp_path / "not-a-dir" / "out.jsonl")])
+
+
+def test_bf16_translate_and_evaluate_run_and_agree_with_fp32_on_the_tiny_model(model_dir, tmp_path, capsys):
+    clips = [write_frames(tmp_path / f"clip{i}", VIDEOS[i]) for i in range(4)]
+    outputs = {}
+    for dtype in ("fp32", "bf16"):
+        assert main(["translate", "--model", str(model_dir), *map(str, clips), "--dtype", dtype, "--num-beams", "2",
+                     "--max-new-tokens", "8"]) == 0
+        outputs[dtype] = capsys.readouterr().out.splitlines()
+    assert outputs["fp32"] == [f"{clip}\t{text}" for clip, text in zip(clips, TEXTS)]
+    assert sum(a == b for a, b in zip(outputs["fp32"], outputs["bf16"])) >= 3  # bf16 rounding may flip a close call
+    assert main(["evaluate", "--model", str(model_dir), "--dataset", "synthetic", "--option", "num_train=0",
+                 "--option", "num_validation=0", "--option", "num_test=2", "--option", "resolution=32",
+                 "--dtype", "bf16", "--max-new-tokens", "6", "--output-dir", str(tmp_path / "eval"),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert json.loads((tmp_path / "eval" / "metrics_test.json").read_text())["dtype"] == "bf16"

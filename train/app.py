@@ -55,10 +55,11 @@ def frame_strip(frames: np.ndarray, count: int = STRIP_FRAMES, height: int = STR
 class Translator:
     """The pipeline of one model, and what the page needs around it: kept frames, timing, clear errors."""
 
-    def __init__(self, model: str, device=None, max_seconds: float = 600.0):
+    def __init__(self, model: str, device=None, max_seconds: float = 600.0, dtype: str = "fp32"):
         from .translate import load_translator
 
         self.pipeline = load_translator(model, device=device)
+        self.dtype = dtype
         self.max_seconds = max_seconds
         self.references = {}
 
@@ -80,6 +81,8 @@ class Translator:
         """(translation, frame strip or None, status line, reference) for the page."""
         from modeling_flallm.video_io import load_video
 
+        from .cli import inference_precision
+
         if not path:
             return "", None, "Upload or record a video first.", ""
         name = Path(path).name
@@ -88,7 +91,8 @@ class Translator:
             processor = self.pipeline.processor.video_processor
             kept = load_video(path, lambda n: processor.sample_frame_indices(n), max_short_side=processor.size)
             started = time.perf_counter()
-            output = self.pipeline(path, num_beams=int(num_beams), max_new_tokens=int(max_new_tokens))
+            with inference_precision(self.dtype, self.pipeline.device):
+                output = self.pipeline(path, num_beams=int(num_beams), max_new_tokens=int(max_new_tokens))
             seconds = time.perf_counter() - started
         except (ValueError, FileNotFoundError, OSError) as error:
             logger.info("app: %s: %s", name, error)
@@ -97,11 +101,11 @@ class Translator:
         return output["translation_text"], frame_strip(kept), status, self.references.get(Path(path).name, "")
 
 
-def build_app(model: str, examples: list[dict] | None = None, device=None, max_seconds: float = 600.0):
+def build_app(model: str, examples: list[dict] | None = None, device=None, max_seconds: float = 600.0, dtype: str = "fp32"):
     """The gr.Blocks page of `model` (a folder or Hub id)."""
     import gradio as gr
 
-    translator = Translator(model, device=device, max_seconds=max_seconds)
+    translator = Translator(model, device=device, max_seconds=max_seconds, dtype=dtype)
     generation = translator.pipeline.model.generation_config
     examples = examples or []
     translator.references = {Path(e["path"]).name: e["reference"] for e in examples}
@@ -127,9 +131,10 @@ def build_app(model: str, examples: list[dict] | None = None, device=None, max_s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli import model_argument
+    from .cli import add_dtype_argument, model_argument
 
     parser.add_argument("--model", required=True, type=model_argument, help="Model directory or Hub id.")
+    add_dtype_argument(parser)
     parser.add_argument("--host", default="127.0.0.1", help="Address to serve on (default 127.0.0.1: this machine).")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--examples", help="Folder with examples.jsonl (default: MODEL/../examples, as flallm demo writes).")
@@ -144,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit('flallm app needs gradio: pip install "flallm[app]"') from None
     try:
         examples = find_examples(args.model, args.examples)
-        page = build_app(args.model, examples, device=args.device, max_seconds=args.max_seconds)
+        page = build_app(args.model, examples, device=args.device, max_seconds=args.max_seconds, dtype=args.dtype)
     except (OSError, ValueError) as error:
         raise SystemExit(f"flallm app: {error}") from None
     print(f"flallm app: http://{args.host}:{args.port} ({len(examples)} example clips)", flush=True)

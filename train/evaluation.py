@@ -129,7 +129,7 @@ def _parse_option(text: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli import model_argument, positive_int
+    from .cli import add_dtype_argument, model_argument, positive_int
 
     parser.add_argument("--model", required=True, type=model_argument,
                         help="Model directory (save_pretrained output) or Hub id.")
@@ -150,11 +150,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader processes decoding videos.")
     parser.add_argument("--limit", type=int, default=None, help="Evaluate only the first N examples.")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available).")
+    add_dtype_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from data_builders import load_sign_dataset
     from modeling_flallm import FlaLlmForSignTranslation, FlaLlmProcessor
+
+    from .cli import inference_precision
 
     model_dir = Path(args.model) if Path(args.model).is_dir() else None
     language = args.language or default_language(args.dataset, model_dir)
@@ -179,10 +182,11 @@ def run(args: argparse.Namespace) -> int:
                        (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if value is not None}
 
     logger.info("Translating %d examples of %s/%s on %s", len(split), args.dataset, args.split, device)
-    metrics, predictions = evaluate_model(model, processor, split, language=language, batch_size=args.batch_size,
-                                          num_workers=args.num_workers, generate_kwargs=generate_kwargs)
+    with inference_precision(args.dtype, device):
+        metrics, predictions = evaluate_model(model, processor, split, language=language, batch_size=args.batch_size,
+                                              num_workers=args.num_workers, generate_kwargs=generate_kwargs)
     record = {"dataset": args.dataset, "split": args.split, "model": str(args.model),
-              "num_beams": args.num_beams or model.generation_config.num_beams, **metrics}
+              "num_beams": args.num_beams or model.generation_config.num_beams, "dtype": args.dtype, **metrics}
 
     output_dir.mkdir(parents=True, exist_ok=True)
     predictions_path = output_dir / f"predictions_{args.split}.jsonl"

@@ -120,8 +120,21 @@ def translate_clips(translator, clips: list[Path], batch_size: int = 1, fail_fas
                 yield clip, output["translation_text"], None
 
 
+def _report(results, total: int, failed: list, writer, tqdm):
+    """Print (and write) each translation as it comes; log and collect the clips that failed."""
+    for clip, translation, error in tqdm(results, total=total, disable=total < 2, file=sys.stderr):
+        if error is not None:
+            failed.append(clip)
+            logger.error("%s: not translated: %s", clip, error)
+            continue
+        print(f"{clip}\t{translation}", flush=True)
+        if writer:
+            writer.write({"input": str(clip), "translation": translation})
+        yield clip
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli import model_argument, positive_int
+    from .cli import add_dtype_argument, model_argument, positive_int
 
     parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER",
                         help="Video files, frame folders, or folders of clips.")
@@ -133,12 +146,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-beams", type=positive_int, default=None, help="Beam size (default: the model's, 5).")
     parser.add_argument("--max-new-tokens", type=positive_int, default=None)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: an accelerator if present).")
+    add_dtype_argument(parser)
     parser.add_argument("--fail-fast", action="store_true",
                         help="Stop at the first clip that cannot be translated (default: report it, go on, exit 1).")
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
+
+    from .cli import inference_precision
 
     try:
         clips = expand_inputs(args.inputs)
@@ -156,14 +172,9 @@ def run(args: argparse.Namespace) -> int:
         failed = []
         results = translate_clips(translator, clips, args.batch_size, args.fail_fast, **generate_kwargs)
         try:
-            for clip, translation, error in tqdm(results, total=len(clips), disable=len(clips) < 2, file=sys.stderr):
-                if error is not None:
-                    failed.append(clip)
-                    logger.error("%s: not translated: %s", clip, error)
-                    continue
-                print(f"{clip}\t{translation}", flush=True)
-                if writer:
-                    writer.write({"input": str(clip), "translation": translation})
+            with inference_precision(args.dtype, translator.device):  # the generator runs the model inside it
+                for _ in _report(results, len(clips), failed, writer, tqdm):
+                    pass
         except Exception as error:  # noqa: BLE001: --fail-fast
             raise SystemExit(f"flallm translate: {error}" + (f" (translations so far: {args.output})" if writer else "")) from None
     finally:
