@@ -75,19 +75,33 @@ def make_loader(accelerator, rows, collator, args):
     return loader, collate
 
 
-def time_epoch(accelerator, model, optimizer, loader, collate, epoch: int) -> tuple[float, int]:
-    """Seconds and sampled frames of one training epoch."""
+PHASES = ("data", "forward", "backward", "optimizer")
+
+
+def time_epoch(accelerator, model, optimizer, loader, collate, epoch: int, phases: dict | None = None,
+               bf16: bool = False) -> tuple[float, int]:
+    """Seconds and sampled frames of one training epoch; `phases` (if given) accumulates seconds per phase."""
     loader.set_epoch(epoch)
     collate.set_epoch(epoch)
     model.train()
     frames = 0
-    start = time.perf_counter()
+    phases = phases if phases is not None else dict.fromkeys(PHASES, 0.0)
+    start = tick = time.perf_counter()
     for batch in loader:
         frames += int((batch["visual_mask"] if "visual_mask" in batch else batch["pixel_mask"]).sum())
-        loss = model(**batch).loss
+        now = time.perf_counter()
+        phases["data"] += now - tick
+        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**batch).loss
+        tick, now = now, time.perf_counter()
+        phases["forward"] += now - tick
         accelerator.backward(loss)
+        tick, now = now, time.perf_counter()
+        phases["backward"] += now - tick
         optimizer.step()
         optimizer.zero_grad()
+        tick = time.perf_counter()
+        phases["optimizer"] += tick - now
     return time.perf_counter() - start, frames
 
 
@@ -105,6 +119,7 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (0: decode in the main process)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--bf16", action="store_true", help="train both modes under bf16 autocast (a mixed-precision run)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -128,12 +143,14 @@ def main() -> None:
     steps = len(modes["video"][0])
     # A short untimed warm-up (optimizer states, allocator), then the modes alternate epoch by epoch,
     # so that a change in machine load hits both alike.
-    time_epoch(accelerator, model, optimizer, *modes["cache"], epoch=-1)
+    time_epoch(accelerator, model, optimizer, *modes["cache"], epoch=-1, bf16=args.bf16)
     times = {"video": [], "cache": []}
     frame_counts = {"video": 0, "cache": 0}
+    phases = {mode: dict.fromkeys(PHASES, 0.0) for mode in modes}
     for epoch in range(args.epochs):
         for mode, (loader, collate) in modes.items():
-            seconds, frame_counts[mode] = time_epoch(accelerator, model, optimizer, loader, collate, epoch)
+            seconds, frame_counts[mode] = time_epoch(accelerator, model, optimizer, loader, collate, epoch, phases[mode],
+                                                     bf16=args.bf16)
             times[mode].append(seconds)
     video_times, cache_times = times["video"], times["cache"]
     frames, cache_frames = frame_counts["video"], frame_counts["cache"]
@@ -149,7 +166,7 @@ def main() -> None:
         "video_epoch_s": video_times, "cache_epoch_s": cache_times, "cache_build_s": build_time,
         "speedup": video_epoch / cache_epoch, "break_even_epochs": build_time / saved if saved > 0 else None,
     }
-    print(f"\nStage-2 epoch, {args.num_train} clips (~{frames} sampled frames at {args.crop_size}px), batch {args.batch_size}, "
+    print(f"\nStage-2 epoch{' (bf16 autocast)' if args.bf16 else ''}, {args.num_train} clips (~{frames} sampled frames at {args.crop_size}px), batch {args.batch_size}, "
           f"LM '{args.lm}' ({trainable / 1e6:.1f}M trainable), {accelerator.device}, {args.threads} thread(s), "
           f"load average {os.getloadavg()[0]:.1f}\n")
     print(f"| {'mode':<28} | {'one-off (s)':>11} | {'epoch (s)':>9} | {'step (ms)':>9} | {'frames/s':>8} | {'speed-up':>8} |")
@@ -158,6 +175,11 @@ def main() -> None:
                                         ("cached features", build_time, cache_epoch, cache_frames)):
         print(f"| {name:<28} | {one_off:>11.1f} | {epoch:>9.2f} | {1000 * epoch / steps:>9.0f} | {count / epoch:>8.0f} | "
               f"{video_epoch / epoch:>7.2f}x |")
+    print("\nWhere a step goes (ms per step, mean over the timed epochs): "
+          + "; ".join(f"{mode}: " + ", ".join(f"{phase} {1000 * value / (steps * args.epochs):.0f}"
+                                              for phase, value in phases[mode].items()) for mode in modes))
+    results["phases_ms"] = {mode: {phase: 1000 * value / (steps * args.epochs) for phase, value in phases[mode].items()}
+                            for mode in modes}
     if results["break_even_epochs"] is not None:
         print(f"\nThe cache pays for itself after {results['break_even_epochs']:.2f} epoch(s) "
               "(it is built once per encoder and reused by later runs).")
