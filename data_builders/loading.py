@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import datasets
 import pyarrow.parquet as pq
 from datasets.utils.file_utils import xopen
 
-from .common import COLUMNS, SPLITS, SignCorpusBuilder, prepared_features
+from .common import COLUMNS, COMPLETE_FILE, SPLITS, STATE_DIR, SignCorpusBuilder, prepared_features
 from .csl_daily import CslDailyBuilder
 from .how2sign import How2SignBuilder
 from .phoenix14t import Phoenix14TBuilder
@@ -43,6 +44,31 @@ def _unwrap(error: datasets.exceptions.DatasetGenerationError) -> BaseException:
     return cause if isinstance(cause, (ValueError, OSError)) else error
 
 
+def check_prepared(folder: str | os.PathLike) -> None:
+    """Refuse a local `flallm prepare` folder that is not complete: an interrupted run (whole splits may be missing),
+    or a shard deleted or truncated since. Folders without our state (e.g. downloaded from the Hub) are left to
+    `datasets`, which checks the card's split sizes."""
+    folder = Path(folder)
+    state = folder / STATE_DIR
+    if not state.is_dir():
+        return
+    resume = "run the same `flallm prepare` command again to finish it (it resumes)"
+    try:
+        manifest = json.loads((state / COMPLETE_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{folder} is an incomplete `flallm prepare` output (the run was interrupted, or is still "
+                         f"writing): {resume}") from None
+    except ValueError:
+        raise ValueError(f"{folder}: {STATE_DIR}/{COMPLETE_FILE} is corrupt: {resume}") from None
+    for file, size in manifest["shards"].items():
+        path = folder / file
+        if not path.is_file():
+            raise ValueError(f"{folder}: shard {file} is missing (deleted since `flallm prepare` wrote it): {resume}")
+        if path.stat().st_size != size:
+            raise ValueError(f"{folder}: shard {file} has {path.stat().st_size} bytes, {size} when written (truncated or "
+                             f"changed): {resume}")
+
+
 def _load_prepared(path: str, streaming: bool, cache_dir: str | None):
     """A dataset written by `flallm prepare` (local folder or Hub repo), with frames left encoded.
 
@@ -51,8 +77,6 @@ def _load_prepared(path: str, streaming: bool, cache_dir: str | None):
     all: decode_video then decodes just the frames the sampling keeps).
     """
     if Path(path).is_dir():
-        from .prepare import check_prepared
-
         check_prepared(path)
     columns = _columns_of(datasets.load_dataset_builder(path, cache_dir=cache_dir))
     missing = [column for column in COLUMNS if column not in columns]

@@ -27,14 +27,12 @@ import pyarrow.parquet as pq
 import yaml
 from tqdm.auto import tqdm
 
-from .common import LOCK_FILE, SPLITS, BadSampleError, SkipLog, directory_lock, prepared_features
+from .common import COMPLETE_FILE, LOCK_FILE, SPLITS, STATE_DIR, BadSampleError, SkipLog, directory_lock, prepared_features
 from .loading import BUILDERS, get_builder
 from .video_io import encode_jpeg, iter_frames, resize_frame
 
 logger = logging.getLogger(__name__)
 
-STATE_DIR = ".prepare"  # settings and per-shard skip reports; not uploaded
-COMPLETE_FILE = "complete.json"  # in STATE_DIR, written last: {"splits": sizes, "shards": {file: bytes}}
 DEFAULT_RESOLUTION = 256  # shorter side of stored frames for the real corpora (the processor crops 224 of 256)
 ROWS_PER_GROUP = 8  # examples per parquet row group: small reads for random access
 PRETTY_NAMES = {"phoenix14t": "RWTH-PHOENIX-Weather-2014T", "csl_daily": "CSL-Daily", "how2sign": "How2Sign",
@@ -81,31 +79,6 @@ def _shard_is_complete(output: Path, file: str) -> bool:
         return pq.ParquetFile(output / file).metadata.num_rows == recorded["examples"]  # written before sizes were kept
     except (OSError, ValueError, KeyError, pa.ArrowException):
         return False
-
-
-def check_prepared(folder: str | os.PathLike) -> None:
-    """Refuse a local `flallm prepare` folder that is not complete: an interrupted run (whole splits may be missing),
-    or a shard deleted or truncated since. Folders without our state (e.g. downloaded from the Hub) are left to
-    `datasets`, which checks the card's split sizes."""
-    folder = Path(folder)
-    state = folder / STATE_DIR
-    if not state.is_dir():
-        return
-    resume = "run the same `flallm prepare` command again to finish it (it resumes)"
-    try:
-        manifest = json.loads((state / COMPLETE_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{folder} is an incomplete `flallm prepare` output (the run was interrupted, or is still "
-                         f"writing): {resume}") from None
-    except ValueError:
-        raise ValueError(f"{folder}: {STATE_DIR}/{COMPLETE_FILE} is corrupt: {resume}") from None
-    for file, size in manifest["shards"].items():
-        path = folder / file
-        if not path.is_file():
-            raise ValueError(f"{folder}: shard {file} is missing (deleted since `flallm prepare` wrote it): {resume}")
-        if path.stat().st_size != size:
-            raise ValueError(f"{folder}: shard {file} has {path.stat().st_size} bytes, {size} when written (truncated or "
-                             f"changed): {resume}")
 
 
 def _write_shard(job: dict, progress=None) -> dict:

@@ -35,8 +35,7 @@ from typing import Sequence
 import datasets
 import numpy as np
 
-from .common import SPLITS, SignCorpusBuilder, SignCorpusConfig, video_reference
-from .video_io import _check_indices
+from .common import SPLITS, SignCorpusBuilder, SignCorpusConfig, check_frame_indices, video_reference
 
 # ---------------------------------------------------------------------------------------------
 # Lexicon: sign glosses with their spoken forms
@@ -448,7 +447,7 @@ class _Frame:
 
 def render_spec(spec: dict, indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
     """uint8 (T,H,W,3) frames of a synthetic clip, rendering only `indices` (deterministic per frame)."""
-    indices = _check_indices(indices, int(spec["num_frames"]), "synthetic clip")
+    indices = check_frame_indices(indices, int(spec["num_frames"]), "synthetic clip")
     frame = _Frame(spec)
     height, width = spec["size"]
     fps = float(spec["fps"])

@@ -26,6 +26,8 @@ from PIL import Image, UnidentifiedImageError
 
 from modeling_flallm.video_io import IMAGE_EXTENSIONS, frame_names, upright  # one definition of each
 
+from .common import check_frame_indices
+
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -58,17 +60,6 @@ def read_image(source: str | os.PathLike | bytes, name: str | None = None) -> np
         raise ValueError(f"{name}: could not decode the frame ({error}); expected a valid PNG/JPEG image") from None
 
 
-def _check_indices(indices: Sequence[int] | np.ndarray | None, num_frames: int, source: str) -> np.ndarray:
-    if num_frames == 0:
-        raise ValueError(f"{source}: video has no frames")
-    if indices is None:
-        return np.arange(num_frames)
-    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-    if indices.size and (indices.min() < 0 or indices.max() >= num_frames):
-        raise ValueError(f"{source}: frame indices {indices.min()}..{indices.max()} out of range for {num_frames} frames")
-    return indices
-
-
 def _stack(frames: list[np.ndarray], names: list[str]) -> np.ndarray:
     if not frames:
         return np.zeros((0, 0, 0, 3), dtype=np.uint8)
@@ -81,7 +72,7 @@ def _stack(frames: list[np.ndarray], names: list[str]) -> np.ndarray:
 
 def read_frame_files(paths: Sequence[str | os.PathLike], indices=None) -> np.ndarray:
     """Frames from a list of image files, decoding only `indices`."""
-    indices = _check_indices(indices, len(paths), str(Path(paths[0]).parent) if paths else "<frame list>")
+    indices = check_frame_indices(indices, len(paths), str(Path(paths[0]).parent) if paths else "<frame list>")
     chosen = [str(paths[i]) for i in indices]
     return _stack([read_image(path) for path in chosen], chosen)
 
@@ -173,7 +164,7 @@ def read_video_file(path: str | os.PathLike, indices=None) -> np.ndarray:
 
 
 def _decode_list(items: Sequence[Any], indices) -> np.ndarray:
-    indices = _check_indices(indices, len(items), "<frame list>")
+    indices = check_frame_indices(indices, len(items), "<frame list>")
     frames, names = [], []
     for i in indices.tolist():
         item = items[i]
@@ -205,7 +196,7 @@ def decode_video(video: Any, indices: Sequence[int] | np.ndarray | None = None) 
     if isinstance(video, np.ndarray):
         if video.ndim != 4 or video.shape[-1] != 3:
             raise ValueError(f"expected a (T,H,W,3) array, got shape {video.shape}")
-        return np.ascontiguousarray(video[_check_indices(indices, len(video), "<array>")]).astype(np.uint8, copy=False)
+        return np.ascontiguousarray(video[check_frame_indices(indices, len(video), "<array>")]).astype(np.uint8, copy=False)
     if hasattr(video, "numpy") and not isinstance(video, (list, tuple, dict)):  # a torch tensor
         return decode_video(video.numpy(), indices)
     if isinstance(video, dict):
