@@ -26,7 +26,8 @@ from _benchutil import machine_info, markdown_table, print_machine, write_json
 
 from data_builders.synthetic import LEXICON
 from train.demo import build_configs, build_corpus, lm_texts, train_lm_tokenizer
-from train.trainer import build_optimizer, stage1_model, stage1_processor
+from train.model_building import stage1_model, stage1_processor
+from train.optimizer import build_optimizer
 
 
 def oracle_features(rows, video_processor, size: int, training: bool):

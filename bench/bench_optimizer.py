@@ -2,7 +2,7 @@
 
     python bench/bench_optimizer.py [--models demo_stage1,demo_stage2,paper_stage1] [--repeats 30] [--threads 1] [--json out.json]
 
-The trainer builds its optimizer with `train.trainer.build_optimizer` (`optimizer.fused`, null: fused on
+The trainer builds its optimizer with `train.optimizer.build_optimizer` (`optimizer.fused`, null: fused on
 cpu/cuda/mps/xpu). On a CPU torch defaults to the per-tensor loop, which costs as much as a forward pass for the
 small models of `flallm demo`. This script times `optimizer.step()` for SGD (stage 1 of the paper), Adam (stage 2)
 and AdamW (the demo) over the trainable parameters of each model, with random gradients, the three
@@ -23,7 +23,7 @@ from _benchutil import count_parameters, machine_info, markdown_table, print_mac
 
 from modeling_flallm import FlaLlmConfig, FlaLlmForSignTranslation
 from train.config import TrainConfig
-from train.trainer import build_optimizer
+from train.optimizer import build_optimizer
 
 DEMO_VOCABULARY = 502  # the demo LM's byte-level BPE vocabulary
 DEMO_VISION = {"embedding_size": 16, "hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 1, 1], "layer_type": "basic"}

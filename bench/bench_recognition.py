@@ -8,7 +8,7 @@ demo's override syntax). For each seed, with stage 1's budget (its batch size, o
 and number of optimizer steps: epochs x ceil(num_train / batch_size), or `--steps N` when smaller), it trains:
 
 - `ctc`: a gloss recogniser: stage 1's visual encoder (ResNet backbone + temporal Conv1D module, built exactly as
-  `train.trainer.stage1_model` builds it, so the same seed gives the same initial weights), a linear layer over
+  `train.model_building.stage1_model` builds it, so the same seed gives the same initial weights), a linear layer over
   the train split's glosses + a blank, and CTC over the temporal features' time axis (T/frame_sample_rate
   steps). It sees the same batches in the same order with the same augmentation as the trainer's stage 1
   (`EpochShuffleSampler`, `SeededCollator`). Greedy CTC decoding on the validation split;
@@ -39,7 +39,10 @@ from _benchutil import machine_info, markdown_table, print_machine, write_json
 
 from train.config import TrainConfig
 from train.demo import build_configs, build_corpus
-from train.trainer import EpochShuffleSampler, SeededCollator, build_optimizer, stage1_model, stage1_processor, train
+from train.model_building import stage1_model, stage1_processor
+from train.optimizer import build_optimizer
+from train.sampling import EpochShuffleSampler, SeededCollator
+from train.trainer import train
 
 # The gloss tokenizer of the stage-1 runs: byte-level BPE stops merging at ~470 pieces on the demo's glosses,
 # where every gloss is a single piece (with a vocabulary of 400, 20 of the 61 glosses were still split).

@@ -41,7 +41,8 @@ from modeling_flallm import FlaLlmConfig, FlaLlmForSignTranslation, FlaLlmProces
 from modeling_flallm.tokenization_flallm import train_tokenizer  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 from train.feature_cache import FeatureCollator, load_or_compute  # noqa: E402
-from train.trainer import EpochShuffleSampler, SeededCollator, build_optimizer  # noqa: E402
+from train.optimizer import build_optimizer  # noqa: E402
+from train.sampling import EpochShuffleSampler, SeededCollator  # noqa: E402
 
 LANGUAGE_MODELS = {
     "tiny": {"encoder_layers": 1, "decoder_layers": 1, "d_model": 64, "encoder_attention_heads": 2,

@@ -97,7 +97,7 @@ def test_stage2_takes_the_stage1_run_directory_and_says_which_export_it_loaded(t
     stage1_run = tmp_path / "stage1"
     assert cli.main(["train", "--config", write_config(tmp_path), "--output-dir", str(stage1_run)]) == 0
     capsys.readouterr()
-    from train.trainer import stage1_export
+    from train.model_building import stage1_export
 
     assert stage1_export(str(stage1_run)) == str((stage1_run / "best").resolve()) == stage1_export(str(stage1_run / "best"))
     with pytest.raises(SystemExit, match="--stage1 .*nowhere: neither a stage-1 export"):

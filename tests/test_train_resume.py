@@ -71,7 +71,7 @@ def test_augmented_batches_do_not_depend_on_workers_or_global_rng(tmp_path):
 
     from data_builders import SignTranslationCollator
     from modeling_fixtures import tiny_processor
-    from train.trainer import EpochShuffleSampler, SeededCollator
+    from train.sampling import EpochShuffleSampler, SeededCollator
 
     train = tiny_corpus(tmp_path / "data")["train"].select(range(8))
 

@@ -16,6 +16,7 @@ from modeling_fixtures import tiny_model
 from modeling_flallm import FlaLlmForSignTranslation, FlaLlmProcessor
 from modeling_flallm.tokenization_flallm import train_tokenizer
 from train import hub, trainer
+from train.optimizer import build_optimizer
 from train.config import TrainConfig, load_config
 
 
@@ -147,7 +148,7 @@ def test_stage2_without_cache_and_training_switches(tmp_path, stage1, corpus):
 def test_optimizer_groups_follow_module_prefixes():
     model = tiny_model(freeze="visual_encoder")
     config = TrainConfig.from_dict({"stage": 2}).resolved()
-    optimizer = trainer.build_optimizer(model, config)
+    optimizer = build_optimizer(model, config)
     assert isinstance(optimizer, torch.optim.Adam)
     groups = {group["name"]: group for group in optimizer.param_groups}
     assert {name: group["lr"] for name, group in groups.items()} == {"adapter": 1e-3, "default": 1e-5}
@@ -157,7 +158,7 @@ def test_optimizer_groups_follow_module_prefixes():
     assert trained >= {id(p) for p in model.language_model.parameters()}
     config.optimizer.module_lr = {"adaptor": 1e-3}
     with pytest.raises(ValueError, match="adaptor"):
-        trainer.build_optimizer(model, config)
+        build_optimizer(model, config)
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
@@ -167,7 +168,7 @@ def test_fused_optimizer_step_matches_the_per_tensor_loop(name):
     for fused in (None, False):
         model = tiny_model()
         config = TrainConfig.from_dict({"stage": 1, "optimizer": {"name": name, "lr": 1e-2, "fused": fused}}).resolved()
-        optimizer = trainer.build_optimizer(model, config)
+        optimizer = build_optimizer(model, config)
         assert optimizer.defaults["fused"] is (fused is None)
         torch.manual_seed(1)
         for _ in range(3):
