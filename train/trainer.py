@@ -380,25 +380,7 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
             model.train()
             for batch in loader:
                 torch.manual_seed(seed_of(config.seed, "step", epoch, state.batches_in_epoch, accelerator.process_index))
-                with accelerator.accumulate(model):
-                    loss = model(**batch).loss
-                    losses = accelerator.gather(loss.detach().float().reshape(1))
-                    if not torch.isfinite(losses).all():
-                        raise NonFiniteLossError(_nonfinite_message("loss", losses, state, checkpoint_dir))
-                    accelerator.backward(loss)
-                    every = config.logging.grad_norms_every_steps
-                    if every and accelerator.sync_gradients and (state.global_step + 1) % every == 0:
-                        log_grad_norms(accelerator, model, state.global_step + 1, output_dir)
-                    if accelerator.sync_gradients and accelerator.scaler is None:
-                        # The norm is needed anyway to catch inf gradients before they reach the weights.
-                        grad_norm = accelerator.clip_grad_norm_(trainable, config.training.max_grad_norm or math.inf)
-                        if grad_norm is not None and not torch.isfinite(torch.as_tensor(grad_norm)):  # DeepSpeed: may be None
-                            raise NonFiniteLossError(_nonfinite_message("gradient norm", grad_norm, state, checkpoint_dir))
-                    elif accelerator.sync_gradients and config.training.max_grad_norm:
-                        accelerator.clip_grad_norm_(trainable, config.training.max_grad_norm)  # fp16: the scaler skips inf steps
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad()
+                losses = training_step(accelerator, model, optimizer, scheduler, trainable, batch, config, state, output_dir)
                 state.batches_in_epoch += 1
                 window_loss += losses.mean().item() / accumulation
                 state.loss_sum += losses.mean().item()
@@ -410,19 +392,11 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
                 state.global_step += 1
                 progress.update(1)
                 if state.global_step % config.training.log_every_steps == 0 or state.global_step == total_steps:
-                    elapsed = time.perf_counter() - window_start
                     steps = (state.global_step - 1) % config.training.log_every_steps + 1
-                    logs = {"train/loss": window_loss / steps, "train/frames_per_second": window_frames / elapsed,
-                            "train/epoch": epoch + state.batches_in_epoch / batches_per_epoch}
-                    logs.update({f"train/lr_{group['name']}": group["lr"] for group in optimizer.param_groups})
-                    accelerator.log(logs, step=state.global_step)
-                    if accelerator.is_main_process:
-                        with open(output_dir / "train_log.jsonl", "a", encoding="utf-8") as file:
-                            file.write(json.dumps({"step": state.global_step, "loss": logs["train/loss"],
-                                                   "lr": optimizer.param_groups[-1]["lr"]}) + "\n")
-                    progress.set_postfix(refresh=False, loss=f"{logs['train/loss']:.3f}", lr=f"{optimizer.param_groups[-1]['lr']:.2e}",
-                                         fps=f"{logs['train/frames_per_second']:.0f}")
-                    logger.debug("step %d %s", state.global_step, logs)
+                    log_training(accelerator, optimizer, progress, output_dir, state, {
+                        "train/loss": window_loss / steps,
+                        "train/frames_per_second": window_frames / (time.perf_counter() - window_start),
+                        "train/epoch": epoch + state.batches_in_epoch / batches_per_epoch})
                     window_loss, window_frames, window_start = 0.0, 0, time.perf_counter()
                 every = config.evaluation.every_steps
                 if every and state.global_step % every == 0:
@@ -468,6 +442,46 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
             logging.getLogger().removeHandler(log_handler)
             log_handler.close()
         run_lock.close()
+
+
+def training_step(accelerator, model, optimizer, scheduler, trainable, batch, config: TrainConfig, state: TrainerState,
+                  output_dir: Path) -> torch.Tensor:
+    """Forward, backward and (at the end of an accumulation window) the optimizer step of one batch; returns the
+    loss of every process. A NaN/inf loss or gradient norm stops training before the weights change."""
+    checkpoint_dir = output_dir / "checkpoints"
+    with accelerator.accumulate(model):
+        loss = model(**batch).loss
+        losses = accelerator.gather(loss.detach().float().reshape(1))
+        if not torch.isfinite(losses).all():
+            raise NonFiniteLossError(_nonfinite_message("loss", losses, state, checkpoint_dir))
+        accelerator.backward(loss)
+        every = config.logging.grad_norms_every_steps
+        if every and accelerator.sync_gradients and (state.global_step + 1) % every == 0:
+            log_grad_norms(accelerator, model, state.global_step + 1, output_dir)
+        if accelerator.sync_gradients and accelerator.scaler is None:
+            # The norm is needed anyway to catch inf gradients before they reach the weights.
+            grad_norm = accelerator.clip_grad_norm_(trainable, config.training.max_grad_norm or math.inf)
+            if grad_norm is not None and not torch.isfinite(torch.as_tensor(grad_norm)):  # DeepSpeed: may be None
+                raise NonFiniteLossError(_nonfinite_message("gradient norm", grad_norm, state, checkpoint_dir))
+        elif accelerator.sync_gradients and config.training.max_grad_norm:
+            accelerator.clip_grad_norm_(trainable, config.training.max_grad_norm)  # fp16: the scaler skips inf steps
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+    return losses
+
+
+def log_training(accelerator, optimizer, progress, output_dir: Path, state: TrainerState, logs: dict) -> None:
+    """A logging step: the trackers (with each parameter group's rate), train_log.jsonl and the progress bar."""
+    logs = {**logs, **{f"train/lr_{group['name']}": group["lr"] for group in optimizer.param_groups}}
+    accelerator.log(logs, step=state.global_step)
+    lr = optimizer.param_groups[-1]["lr"]
+    if accelerator.is_main_process:
+        with open(output_dir / "train_log.jsonl", "a", encoding="utf-8") as file:
+            file.write(json.dumps({"step": state.global_step, "loss": logs["train/loss"], "lr": lr}) + "\n")
+    progress.set_postfix(refresh=False, loss=f"{logs['train/loss']:.3f}", lr=f"{lr:.2e}",
+                         fps=f"{logs['train/frames_per_second']:.0f}")
+    logger.debug("step %d %s", state.global_step, logs)
 
 
 def draw_curves(output_dir: Path, history: list[dict], metric: str) -> None:
