@@ -262,8 +262,6 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
     from tqdm.auto import tqdm
     from transformers import get_scheduler
 
-    from .feature_cache import FeatureCollator, default_cache_dir, load_or_compute
-
     if not isinstance(config, TrainConfig):
         config = load_config(config)
     config = config.resolved()
@@ -330,20 +328,8 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
                 state.best_metric = state.best_step = None
 
         # 4. Training batches: augmented videos, or (stage 2) features of the frozen encoder, computed once ---
-        train_rows, dev_rows = splits["train"], splits["validation"]
-        if use_cache:
-            train_rows = load_or_compute(accelerator.unwrap_model(model), processor.video_processor, train_rows, "train",
-                                         sign_collator(processor, training=False, config=config),
-                                         config.feature_cache.dir or default_cache_dir(), config.feature_cache.batch_size,
-                                         accelerator.device, accelerator, config.data.num_workers)
-            train_collate = FeatureCollator(processor, config.data.max_target_length)
-        else:
-            train_collate = sign_collator(processor, training=True, config=config)
-        sampler = EpochShuffleSampler(len(train_rows), config.seed)
-        collate = SeededCollator(train_collate, config.seed)
-        train_loader = accelerator.prepare(DataLoader(train_rows, batch_size=batch_size, sampler=sampler, collate_fn=collate,
-                                                      num_workers=config.data.num_workers,
-                                                      pin_memory=accelerator.device.type == "cuda"))
+        dev_rows = splits["validation"]
+        train_loader, sampler, collate = training_batches(accelerator, model, processor, splits["train"], config, use_cache)
 
         accelerator.init_trackers(config.logging.project_name, config=_flat(config.to_dict()))
         progress = tqdm(total=total_steps, initial=state.global_step, desc=f"stage {config.stage}", unit="step",
@@ -442,6 +428,27 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
             logging.getLogger().removeHandler(log_handler)
             log_handler.close()
         run_lock.close()
+
+
+def training_batches(accelerator, model, processor, rows, config: TrainConfig, use_cache: bool):
+    """(loader, sampler, collate) of the training split: augmented videos, or (stage 2, the encoder frozen) the
+    features of the frozen encoder, computed once (`train.feature_cache`). The sampler and collate are seeded per
+    epoch (`train.sampling`); the caller sets their epoch."""
+    from .feature_cache import FeatureCollator, default_cache_dir, load_or_compute
+
+    if use_cache:
+        rows = load_or_compute(accelerator.unwrap_model(model), processor.video_processor, rows, "train",
+                               sign_collator(processor, training=False, config=config),
+                               config.feature_cache.dir or default_cache_dir(), config.feature_cache.batch_size,
+                               accelerator.device, accelerator, config.data.num_workers)
+        train_collate = FeatureCollator(processor, config.data.max_target_length)
+    else:
+        train_collate = sign_collator(processor, training=True, config=config)
+    sampler = EpochShuffleSampler(len(rows), config.seed)
+    collate = SeededCollator(train_collate, config.seed)
+    loader = accelerator.prepare(DataLoader(rows, batch_size=config.training.batch_size, sampler=sampler, collate_fn=collate,
+                                            num_workers=config.data.num_workers, pin_memory=accelerator.device.type == "cuda"))
+    return loader, sampler, collate
 
 
 def training_step(accelerator, model, optimizer, scheduler, trainable, batch, config: TrainConfig, state: TrainerState,
