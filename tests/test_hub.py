@@ -16,7 +16,7 @@ import yaml
 from safetensors.numpy import save_file
 
 from _hub_server import HubServer
-from train import hub
+from train import hub, model_card
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -164,17 +164,17 @@ def test_library_push_stage2_as_pull_request(stage2_dir, tmp_path):
 
 
 def test_stage_is_resolved_from_argument_training_config_or_config(stage1_dir):
-    info = hub.read_run_dir(stage1_dir)
-    assert hub.resolve_stage(info) == 1
-    assert hub.resolve_stage(info, "llm-fine-tuning") == 2
+    info = model_card.read_run_dir(stage1_dir)
+    assert model_card.resolve_stage(info) == 1
+    assert model_card.resolve_stage(info, "llm-fine-tuning") == 2
     info.training_config = {}
-    assert hub.resolve_stage(info) == 1  # config.json's stage field
+    assert model_card.resolve_stage(info) == 1  # config.json's stage field
     info.config.pop("stage")
     with pytest.raises(ValueError, match="cannot tell which stage"):
-        hub.resolve_stage(info)
-    assert [hub.normalize_stage(v) for v in (1, "2", "stage_1", "Stage-2", "visual_initialing")] == [1, 2, 1, 2, 1]
+        model_card.resolve_stage(info)
+    assert [model_card.normalize_stage(v) for v in (1, "2", "stage_1", "Stage-2", "visual_initialing")] == [1, 2, 1, 2, 1]
     with pytest.raises(ValueError, match="stage=3"):
-        hub.normalize_stage(3)
+        model_card.normalize_stage(3)
 
 
 def test_dry_run_card_without_metrics_or_training_config(tmp_path):
@@ -182,7 +182,7 @@ def test_dry_run_card_without_metrics_or_training_config(tmp_path):
     run_dir.mkdir()
     (run_dir / "config.json").write_text(json.dumps({"model_type": "flallm", "stage": "llm_fine_tuning",
                                                       "text_config": MBART_LARGE, "vision_config": RESNET18}))
-    card = hub.render_model_card(run_dir, "someone/bare", dataset="how2sign")
+    card = model_card.render_model_card(run_dir, "someone/bare", dataset="how2sign")
     assert card.data.license == "cc-by-nc-4.0"
     assert card.data.language == ["en", "ase"]
     assert card.data.eval_results is None
@@ -193,20 +193,20 @@ def test_dry_run_card_without_metrics_or_training_config(tmp_path):
 
 def test_bad_run_directories_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
-        hub.read_run_dir(tmp_path)
+        model_card.read_run_dir(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(ValueError, match="model_type='bert'"):
-        hub.read_run_dir(tmp_path)
+        model_card.read_run_dir(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "flallm", "stage": "visual_initialing"}))
     (tmp_path / "metrics.json").write_text(json.dumps({"loss": 1.0}))
     with pytest.raises(ValueError, match="metrics.json"):
-        hub.read_run_dir(tmp_path)
+        model_card.read_run_dir(tmp_path)
 
 
 def test_latest_evaluation_of_a_split_wins(stage2_dir):
     # metrics.json (written by training) has test BLEU-4 22.0; a later `flallm evaluate` wrote metrics_test.json.
     (stage2_dir / "metrics_test.json").write_text(json.dumps({**RECORD, "split": "test", "bleu4": 23.5}))
-    info = hub.read_run_dir(stage2_dir)
+    info = model_card.read_run_dir(stage2_dir)
     assert [(r["split"], r["bleu4"]) for r in info.evaluations] == [("test", 23.5)]
 
 

@@ -15,7 +15,7 @@ from _train_fixtures import STAGE1, TINY_LIGHT_T, TINY_VISION, stage1_config, ti
 from modeling_fixtures import tiny_model
 from modeling_flallm import FlaLlmForSignTranslation, FlaLlmProcessor
 from modeling_flallm.tokenization_flallm import train_tokenizer
-from train import hub, trainer
+from train import hub, model_card, trainer
 from train.optimizer import build_optimizer
 from train.config import TrainConfig, load_config
 
@@ -78,7 +78,7 @@ def test_stage1_exports_a_loadable_model_and_a_run_directory(stage1, corpus):
     translator = pipeline("sign-language-translation", model=model, processor=processor)
     video = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
     assert isinstance(translator(video)["translation_text"], str)
-    card = hub.render_model_card(export_dir, "someone/flallm-synthetic-stage1")
+    card = model_card.render_model_card(export_dir, "someone/flallm-synthetic-stage1")
     assert "synthetic" in str(card)
 
 
@@ -120,7 +120,7 @@ def test_stage2_from_stage1_with_language_codes_and_feature_cache(tmp_path, stag
         assert torch.equal(value, first[key]), key
     saved = yaml.safe_load((result.export_dir / "training_config.yaml").read_text())
     assert saved["feature_cache"]["enabled"] is True and saved["optimizer"]["module_lr"] == {"adapter": 1e-3}
-    assert hub.read_run_dir(result.export_dir).training_config["model"]["stage1"] == str(stage1.export_dir)
+    assert model_card.read_run_dir(result.export_dir).training_config["model"]["stage1"] == str(stage1.export_dir)
 
 
 def test_stage2_without_cache_and_training_switches(tmp_path, stage1, corpus):

@@ -10,7 +10,7 @@ from _slt_fixtures import TEXTS, VIDEOS, trained_tiny
 from PIL import Image
 
 from data_builders import raw_features
-from train import hub
+from train import model_card
 from train.cli import main
 from train.evaluation import evaluate_model
 from train.metrics import load_metric
@@ -99,7 +99,7 @@ def test_evaluate_cli_writes_predictions_and_metrics_the_card_uses(model_dir, tm
     assert "synthetic test (3 examples)" in printed and "BLEU-4" in printed and "signature: nrefs:1" in printed
 
     # The evaluation lands in the model directory, where `flallm push` finds it for the card.
-    card = hub.render_model_card(model_dir, "someone/tiny")
+    card = model_card.render_model_card(model_dir, "someone/tiny")
     [result] = card.data.eval_results[-1:]
     assert result.dataset_type == "synthetic" and result.dataset_split == "test"
     assert result.metric_value == round(record["chrf"], 2)

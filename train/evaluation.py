@@ -107,7 +107,7 @@ def format_table(metrics: dict, title: str = "") -> str:
 
 def default_language(dataset_name: str, model_dir: Path | None) -> str | None:
     """Target language: the corpus' own, else the one in the model's training_config.yaml."""
-    from .hub import DATASETS, TRAINING_CONFIG_FILE, find_key
+    from .model_card import DATASETS, TRAINING_CONFIG_FILE, find_key
 
     if dataset_name in DATASETS:
         return DATASETS[dataset_name]["language"]
