@@ -24,27 +24,13 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from modeling_flallm.video_io import IMAGE_EXTENSIONS, frame_names, upright  # one definition of each
+from modeling_flallm.video_io import IMAGE_EXTENSIONS, frame_names, image_to_rgb, upright  # one definition of each
 
 from .common import check_frame_indices
 
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-_CONVERTIBLE_MODES = {"L", "LA", "RGBA", "RGBX", "P", "PA", "1", "CMYK", "YCbCr", "La"}
-_warned_modes: set[str] = set()
-
-
-def image_to_rgb(image: Image.Image, source: str) -> np.ndarray:
-    """uint8 (H,W,3) from a PIL image, applying the colour policy of this module."""
-    if image.mode != "RGB":
-        if image.mode not in _CONVERTIBLE_MODES:
-            raise ValueError(f"{source}: image mode {image.mode!r} is not supported; expected 8-bit RGB, grayscale or RGBA")
-        if image.mode not in _warned_modes:
-            _warned_modes.add(image.mode)
-            logger.info("converting %s frames to RGB (first: %s)", image.mode, source)
-        image = image.convert("RGB")
-    return np.asarray(image)
 
 
 def read_image(source: str | os.PathLike | bytes, name: str | None = None) -> np.ndarray:

@@ -6,6 +6,7 @@ of the frames to keep and converts only those to RGB, since the model keeps one 
 Errors name the input and say what was expected.
 """
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -71,10 +72,16 @@ def _select(num_frames: int, sample_indices, source: str) -> np.ndarray:
     return indices
 
 
-def _image_to_rgb(image, source: str) -> np.ndarray:
-    if image.mode not in ("RGB", "RGBA", "L", "LA", "P", "CMYK", "YCbCr"):
-        raise ValueError(f"{source}: image mode {image.mode!r} is not supported; expected an 8-bit RGB or grayscale image.")
-    return np.asarray(image.convert("RGB"))
+# The colour policy of every reader: 8-bit modes convert to RGB (alpha dropped); 16-bit and float modes are refused,
+# since converting them would silently clip.
+CONVERTIBLE_MODES = frozenset({"RGB", "L", "LA", "La", "RGBA", "RGBX", "P", "PA", "1", "CMYK", "YCbCr"})
+
+
+def image_to_rgb(image, source: str) -> np.ndarray:
+    """uint8 (H, W, 3) from a PIL image, by the colour policy above; errors name `source`."""
+    if image.mode not in CONVERTIBLE_MODES:
+        raise ValueError(f"{source}: image mode {image.mode!r} is not supported; expected 8-bit RGB, grayscale or RGBA.")
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def _stack(frames: list[np.ndarray], source: str) -> np.ndarray:
@@ -94,7 +101,7 @@ def read_frame_folder(folder, sample_indices=None, max_short_side=None) -> np.nd
         path = files[index]
         try:
             with Image.open(path) as image:
-                frames.append(shrink(_image_to_rgb(image, str(path)), max_short_side))
+                frames.append(shrink(image_to_rgb(image, str(path)), max_short_side))
         except OSError as error:
             raise ValueError(f"{path}: cannot read the frame image ({error}).") from None
     return _stack(frames, str(folder))
@@ -151,7 +158,10 @@ def read_video_file(path, sample_indices=None, max_short_side=None) -> np.ndarra
             raise ValueError(f"{path}: the video is corrupt after {count} decoded frames ({error}).") from None
     if not decoded:
         raise ValueError(f"{path}: no frame could be decoded; the video is empty or unreadable.")
-    # Container frame counts can overshoot by a frame or two: reuse the last decoded frame.
+    missing = [i for i in indices.tolist() if i not in decoded]
+    if missing:  # container frame counts can overshoot by a frame or two: reuse the last decoded frame, and say so
+        logging.getLogger(__name__).warning("%s: frames %s requested but only %d decoded; repeating the last frame",
+                                            path, missing[:5], count)
     final = decoded[max(decoded)]
     return np.stack([decoded.get(i, final) for i in indices.tolist()])
 
@@ -200,7 +210,7 @@ def load_video(video, sample_indices=None, max_short_side=None) -> np.ndarray:
         for i in _select(len(video), sample_indices, "video list"):
             frame = video[i]
             if hasattr(frame, "convert"):
-                frames.append(_image_to_rgb(frame, f"frame {i}"))
+                frames.append(image_to_rgb(frame, f"frame {i}"))
             elif isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[-1] == 3 and frame.dtype == np.uint8:
                 frames.append(frame)
             else:

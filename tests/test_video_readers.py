@@ -58,3 +58,24 @@ def test_every_reader_reads_a_frame_folder_alike(tmp_path):
     assert [int(frame[0, 0, 0]) for frame in outputs["pipeline"]] == [10, 20, 50, 100, 110]
     for name, output in outputs.items():
         assert np.array_equal(output, outputs["pipeline"]), name
+
+
+@pytest.mark.parametrize("mode", ["1", "P", "LA", "RGBA"])  # ("PA" cannot be saved as PNG)
+def test_every_reader_accepts_the_same_image_modes(tmp_path, mode):
+    folder = tmp_path / mode
+    folder.mkdir()
+    for index in range(3):
+        Image.new("RGB", (8, 6), (40 * index, 200, 90)).convert(mode).save(folder / f"{index:03d}.png")
+    outputs = _readers(folder)
+    assert outputs["pipeline"].shape == (3, 6, 8, 3)
+    for name, output in outputs.items():
+        assert np.array_equal(output, outputs["pipeline"]), name
+
+
+def test_a_16_bit_frame_is_refused_by_every_reader(tmp_path):
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    Image.fromarray(np.full((6, 8), 40000, dtype=np.uint16)).save(folder / "000.png")
+    for read in (lambda: load_video(str(folder)), lambda: decode_video(str(folder))):
+        with pytest.raises(ValueError, match="000.png: image mode 'I;16' is not supported"):
+            read()
