@@ -24,6 +24,20 @@ def clip(num_frames: int, seed: int, size: int = 32) -> np.ndarray:
 VIDEOS = [clip(12, 1), clip(8, 2), clip(5, 4), clip(9, 7)]
 
 
+def write_video(path, frames, codec: str = "mpeg4", rate: int = 25):
+    """`frames` (T, H, W, 3) as a video file with PyAV (mpeg4, libvpx, mjpeg, ...); returns `path`."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
 @functools.lru_cache(maxsize=1)
 def trained_tiny(max_steps: int = 200):
     """(model in eval mode, processor) that translate VIDEOS[i] into TEXTS[i] with beam search."""

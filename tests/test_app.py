@@ -11,7 +11,7 @@ import socket
 
 import numpy as np
 import pytest
-from _slt_fixtures import TEXTS, VIDEOS, trained_tiny
+from _slt_fixtures import TEXTS, VIDEOS, trained_tiny, write_video
 
 gradio = pytest.importorskip("gradio")
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -24,18 +24,6 @@ from train.translate import load_translator  # noqa: E402
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="chromium and chromium-driver are not installed "
                                                                   "(apt-get install chromium chromium-driver)")
-
-
-def _write_video(path, frames):
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=25)
-        stream.height, stream.width = frames.shape[1:3]
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return str(path)
 
 
 def _free_port() -> int:
@@ -98,7 +86,7 @@ def _status(browser) -> str:
 
 def test_the_page_translates_an_upload_like_the_pipeline_and_reports_bad_files(page_url, browser, tmp_path):
     url, model_dir = page_url
-    clip = _write_video(tmp_path / "clip.mp4", VIDEOS[0])
+    clip = str(write_video(tmp_path / "clip.mp4", VIDEOS[0]))
     expected = load_translator(model_dir)(clip)["translation_text"]
     assert expected == TEXTS[0]
     browser.get(url)
@@ -111,6 +99,6 @@ def test_the_page_translates_an_upload_like_the_pipeline_and_reports_bad_files(p
     translation, status = _translate(browser, str(corrupt))
     assert translation == "" and "Could not translate corrupt.mp4" in status and "Traceback" not in status
 
-    other = _write_video(tmp_path / "other.mp4", VIDEOS[2])  # the page still works after the error
+    other = str(write_video(tmp_path / "other.mp4", VIDEOS[2]))  # the page still works after the error
     translation, status = _translate(browser, other)
     assert translation == TEXTS[2], status

@@ -12,7 +12,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from _slt_fixtures import TEXTS, VIDEOS, trained_tiny, translate_without_flallm
+from _slt_fixtures import TEXTS, VIDEOS, trained_tiny, translate_without_flallm, write_video
 from PIL import Image
 from transformers import pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
@@ -23,19 +23,6 @@ from modeling_flallm.video_io import load_video
 from train import hub
 
 GENERATION = {"num_beams": 2, "max_new_tokens": 8}
-
-
-def write_video(path, frames, codec, rate=25):
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=rate)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return str(path)
 
 
 def decode_all(path) -> np.ndarray:
@@ -91,7 +78,7 @@ def test_list_of_mixed_inputs_keeps_order(translator, batch_size, tmp_path):
 
 @pytest.mark.parametrize("suffix,codec", [("mp4", "mpeg4"), ("webm", "libvpx"), ("avi", "mjpeg")])
 def test_video_files(translator, model, processor, tmp_path, suffix, codec):
-    path = write_video(tmp_path / f"clip.{suffix}", VIDEOS[0], codec)
+    path = str(write_video(tmp_path / f"clip.{suffix}", VIDEOS[0], codec))
     decoded = decode_all(path)
     assert decoded.shape == VIDEOS[0].shape
     # Only the sampled frames are decoded, and they are the frames the processor would keep.
@@ -150,7 +137,7 @@ def test_saved_pipeline_carries_its_remote_code(translator, tmp_path):
 def test_saved_pipeline_loads_as_remote_code_without_the_package(translator, tmp_path):
     saved = tmp_path / "saved"
     translator.save_pretrained(saved)
-    clip = write_video(tmp_path / "clip.mp4", VIDEOS[0], "mpeg4")
+    clip = str(write_video(tmp_path / "clip.mp4", VIDEOS[0]))
     assert translator(clip, **GENERATION) == {"translation_text": TEXTS[0]}
     report = translate_without_flallm(saved, clip, GENERATION, tmp_path)
     assert report["result"] == {"translation_text": TEXTS[0]}
@@ -164,7 +151,7 @@ def test_a_long_large_video_is_shrunk_as_decoded_and_sampled_over_its_whole_leng
     video_processor = processor.video_processor
     frames = np.random.default_rng(0).integers(0, 256, (video_processor.max_frames * video_processor.frame_sample_rate + 40,
                                                         3 * video_processor.size, 4 * video_processor.size, 3), dtype=np.uint8)
-    path = write_video(tmp_path / "long.mp4", frames, "mpeg4")
+    path = str(write_video(tmp_path / "long.mp4", frames))
     kept = load_video(path, lambda n: video_processor.sample_frame_indices(n), max_short_side=video_processor.size)
     assert kept.shape == (video_processor.max_frames, video_processor.size, round(4 / 3 * video_processor.size), 3)
     indices = video_processor.sample_frame_indices(len(frames))

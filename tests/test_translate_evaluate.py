@@ -6,7 +6,7 @@ import json
 import datasets
 import numpy as np
 import pytest
-from _slt_fixtures import TEXTS, VIDEOS, trained_tiny
+from _slt_fixtures import TEXTS, VIDEOS, trained_tiny, write_video
 from PIL import Image
 
 from data_builders import raw_features
@@ -24,18 +24,6 @@ def write_frames(folder, frames):
     for i, frame in enumerate(frames):
         Image.fromarray(frame).save(folder / f"{i:04d}.png")
     return folder
-
-
-def write_video(path, frames):
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=25)
-        stream.height, stream.width = frames.shape[1:3]
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import checkpointing
 from .config import TrainConfig
+from .model_card import is_repo_id
 
 logger = logging.getLogger(__name__)
 
@@ -85,15 +86,10 @@ OFFLINE_ALTERNATIVES = {
 }
 
 
-def _looks_local(name: str) -> bool:
-    """A path rather than a Hub repo id (USER/NAME has exactly one slash and no leading . / ~)."""
-    return Path(name).exists() or name.startswith(("/", ".", "~")) or name.count("/") != 1
-
-
 def from_hub(load, name: str, key: str, what: str):
     """`load(name)`, with a failure to reach or find `name` reported as the config key to change and the offline
     alternative, instead of huggingface_hub's connection traceback."""
-    if _looks_local(name) and not Path(name).expanduser().exists():
+    if not is_repo_id(name) and not Path(name).expanduser().exists():
         raise FileNotFoundError(f"{key}={name!r}: no such folder (expected the {what}'s save_pretrained folder, or a Hub "
                                 f"repo id USER/NAME)")
     try:
@@ -186,10 +182,10 @@ def build_stage2(config: TrainConfig, texts: list[str]):
 
     if config.model.stage1 is not None:
         stage1 = str(config.model.stage1)
-        if _looks_local(stage1) and not (Path(stage1) / "config.json").is_file():
+        if not is_repo_id(stage1) and not (Path(stage1) / "config.json").is_file():
             raise FileNotFoundError(f"model.stage1={stage1!r} is not a stage-1 export (no config.json there): "
                                     "train stage 1 first, or pass its run directory with --stage1 DIR")
-        logger.info("Stage 2 from the stage-1 export %s", Path(stage1).resolve() if _looks_local(stage1) else stage1)
+        logger.info("Stage 2 from the stage-1 export %s", stage1 if is_repo_id(stage1) else Path(stage1).resolve())
     name = config.model.language_model
     if name is None:
         raise ValueError("stage 2 needs model.language_model (a Hub id or folder with the LLM and its tokenizer)")

@@ -194,8 +194,9 @@ def resolve_stage(info: RunInfo, stage=None) -> int:
     )
 
 
-def _is_repo_id(value) -> bool:
-    """Hub metadata wants repo ids (`owner/name`), not the local paths a run may have used."""
+def is_repo_id(value) -> bool:
+    """A Hub repo id (`owner/name`, no local path of that name), not a local path: Hub metadata wants repo ids, and
+    a missing local folder must not be looked up on the Hub."""
     if not isinstance(value, str) or value.count("/") != 1 or value.startswith((".", "/", "~")):
         return False
     return not Path(value).exists()
@@ -281,7 +282,7 @@ def render_card(info: RunInfo, repo_id, stage: int, dataset, language, license, 
     for value in (stage1_model if stage == 2 else None, find_key(tc, "language_model") if stage == 2 else None,
                   find_key(tc, "base_model"), find_key(tc, "backbone", "vision_model"),
                   vision_config.get("_name_or_path"), text_config.get("_name_or_path") if stage == 2 else None):
-        if _is_repo_id(value) and value not in base_models:
+        if is_repo_id(value) and value not in base_models:
             base_models.append(value)
 
     results, eval_results = [], []
@@ -312,7 +313,7 @@ def render_card(info: RunInfo, repo_id, stage: int, dataset, language, license, 
     if corpus.get("sign_code"):
         languages.append(corpus["sign_code"])
     datasets = sorted({d for d in [dataset, *(r.get("dataset") for r in info.evaluations)]
-                       if d and (d in DATASETS or _is_repo_id(d))})
+                       if d and (d in DATASETS or is_repo_id(d))})
     card_data = ModelCardData(
         language=languages or None,
         license=license,
