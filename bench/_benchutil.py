@@ -5,6 +5,7 @@ Not a library module: the bench scripts import it from their own folder (`python
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -60,10 +61,8 @@ def machine_info(torch_threads: int | None = None, device: str = "cpu") -> dict:
         "python": platform.python_version(),
         "command": " ".join([Path(sys.executable).name] + sys.argv),
     }
-    try:
+    with contextlib.suppress(ValueError, OSError):  # not every platform has these sysconf names
         info["mem_total_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB, 1)
-    except (ValueError, OSError):
-        pass
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
@@ -71,10 +70,14 @@ def machine_info(torch_threads: int | None = None, device: str = "cpu") -> dict:
 
 def print_machine(info: dict) -> None:
     print(f"# {info['date']}: {info['command']}")
-    print(f"# machine: {info['cpu']}, {info['cpus_usable']} usable CPUs, {info.get('mem_total_gib', '?')} GiB RAM, "
-          f"torch {info['torch']} ({info['torch_threads']} threads)" + (f", GPU {info['gpu']}" if "gpu" in info else ""))
-    print(f"# load average at start: {info['load_average_start']}" +
-          (f"; at end: {info['load_average_end']}" if "load_average_end" in info else ""))
+    print(
+        f"# machine: {info['cpu']}, {info['cpus_usable']} usable CPUs, {info.get('mem_total_gib', '?')} GiB RAM, "
+        f"torch {info['torch']} ({info['torch_threads']} threads)" + (f", GPU {info['gpu']}" if "gpu" in info else "")
+    )
+    print(
+        f"# load average at start: {info['load_average_start']}"
+        + (f"; at end: {info['load_average_end']}" if "load_average_end" in info else "")
+    )
 
 
 def gpu_peak_tflops(name: str | None) -> float | None:
@@ -100,18 +103,31 @@ def stage1_config(vocab_size: int = 3000, **overrides):
 def mbart_large_text_config(vocab_size: int = 3000) -> dict:
     """mBART-large-cc25's shape: 12+12 layers, d 1024, 16 heads, FFN 4096 (vocabulary 250027 untrimmed)."""
     return {
-        "model_type": "mbart", "vocab_size": vocab_size, "d_model": 1024,
-        "encoder_layers": 12, "decoder_layers": 12, "encoder_attention_heads": 16, "decoder_attention_heads": 16,
-        "encoder_ffn_dim": 4096, "decoder_ffn_dim": 4096, "max_position_embeddings": 1024, "scale_embedding": True,
-        "dropout": 0.1, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2, "decoder_start_token_id": 2,
+        "model_type": "mbart",
+        "vocab_size": vocab_size,
+        "d_model": 1024,
+        "encoder_layers": 12,
+        "decoder_layers": 12,
+        "encoder_attention_heads": 16,
+        "decoder_attention_heads": 16,
+        "encoder_ffn_dim": 4096,
+        "decoder_ffn_dim": 4096,
+        "max_position_embeddings": 1024,
+        "scale_embedding": True,
+        "dropout": 0.1,
+        "pad_token_id": 1,
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+        "decoder_start_token_id": 2,
     }
 
 
 def stage2_config(vocab_size: int = 3000, **overrides):
     from modeling_flallm import FlaLlmConfig
 
-    return FlaLlmConfig(text_config=mbart_large_text_config(vocab_size), stage="llm_fine_tuning",
-                        freeze="visual_encoder", **overrides)
+    return FlaLlmConfig(
+        text_config=mbart_large_text_config(vocab_size), stage="llm_fine_tuning", freeze="visual_encoder", **overrides
+    )
 
 
 def count_parameters(module) -> int:
@@ -213,8 +229,10 @@ def run_child(argv: list[str], max_rss_bytes: int | None = None, timeout: float 
     def drain(stream, key):
         output[key] = stream.read()
 
-    threads = [threading.Thread(target=drain, args=(process.stdout, "out"), daemon=True),
-               threading.Thread(target=drain, args=(process.stderr, "err"), daemon=True)]
+    threads = [
+        threading.Thread(target=drain, args=(process.stdout, "out"), daemon=True),
+        threading.Thread(target=drain, args=(process.stderr, "err"), daemon=True),
+    ]
     for thread in threads:
         thread.start()
     while process.poll() is None:
@@ -252,8 +270,7 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
             return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
         return str(value)
 
-    lines = ["| " + " | ".join(header for _, header in columns) + " |",
-             "|" + "|".join("---" for _ in columns) + "|"]
+    lines = ["| " + " | ".join(header for _, header in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for row in rows:
         lines.append("| " + " | ".join(cell(row.get(key)) for key, _ in columns) + " |")
     return "\n".join(lines)

@@ -23,7 +23,9 @@ from _benchutil import machine_info, markdown_table, print_machine
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--demo-config", default="demo_stage1.yaml", help="whose data.options give the synthetic corpus")
+    parser.add_argument(
+        "--demo-config", default="demo_stage1.yaml", help="whose data.options give the synthetic corpus"
+    )
     parser.add_argument("--cache-dir", default=None, help="datasets cache of the corpus")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
@@ -31,6 +33,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import torch
+
     from data_builders import load_sign_dataset
     from modeling_flallm import FlaLlmForSignTranslation, FlaLlmProcessor
     from train.config import SHIPPED_CONFIGS, read_yaml
@@ -41,24 +44,33 @@ def main(argv=None) -> int:
     options = read_yaml(SHIPPED_CONFIGS / args.demo_config)["data"]["options"]
     test = load_sign_dataset("synthetic", cache_dir=args.cache_dir, **options)["test"]
     processor = FlaLlmProcessor.from_pretrained(args.model)
-    models = {name: FlaLlmForSignTranslation.from_pretrained(args.model, dtype=dtype).eval()
-              for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("bf16 autocast", torch.float32))}
+    models = {
+        name: FlaLlmForSignTranslation.from_pretrained(args.model, dtype=dtype).eval()
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("bf16 autocast", torch.float32))
+    }
     seconds, scores = {name: [] for name in models}, {}
     for _ in range(args.repeats):
         for name, model in models.items():
             started = time.perf_counter()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "bf16 autocast"):
-                metrics, _ = evaluate_model(model, processor, test, language="en", batch_size=args.batch_size,
-                                            progress=False)
+                metrics, _ = evaluate_model(
+                    model, processor, test, language="en", batch_size=args.batch_size, progress=False
+                )
             seconds[name].append(time.perf_counter() - started)
             scores[name] = metrics
     rows = []
     for name in models:
-        rows.append({"dtype": name, "median s": f"{statistics.median(seconds[name]):.2f}",
-                     "all s": " ".join(f"{s:.2f}" for s in seconds[name]),
-                     "speed vs fp32": f"{statistics.median(seconds['fp32']) / statistics.median(seconds[name]):.2f}x",
-                     "BLEU-4": f"{scores[name]['bleu4']:.2f}", "BLEU-1": f"{scores[name]['bleu1']:.2f}",
-                     "ROUGE-L": f"{scores[name]['rougeL']:.2f}"})
+        rows.append(
+            {
+                "dtype": name,
+                "median s": f"{statistics.median(seconds[name]):.2f}",
+                "all s": " ".join(f"{s:.2f}" for s in seconds[name]),
+                "speed vs fp32": f"{statistics.median(seconds['fp32']) / statistics.median(seconds[name]):.2f}x",
+                "BLEU-4": f"{scores[name]['bleu4']:.2f}",
+                "BLEU-1": f"{scores[name]['bleu1']:.2f}",
+                "ROUGE-L": f"{scores[name]['rougeL']:.2f}",
+            }
+        )
     print(f"{len(test)} test clips, model {args.model}, {args.threads} thread(s), {args.repeats} repeats")
     print(markdown_table(rows, [(k, k) for k in rows[0]]))
     return 0

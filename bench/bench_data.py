@@ -78,7 +78,9 @@ def build_phoenix(root: Path, videos: int, noise: float, rng: np.random.Generato
     for split in ("dev", "test"):
         (release / "features" / "fullFrame-210x260px" / split).mkdir(parents=True)
     for split, text in (("train", "\n".join(lines)), ("dev", lines[0]), ("test", lines[0])):
-        (release / "annotations" / "manual" / f"PHOENIX-2014-T.{split}.corpus.csv").write_text(text + "\n", encoding="utf-8")
+        (release / "annotations" / "manual" / f"PHOENIX-2014-T.{split}.corpus.csv").write_text(
+            text + "\n", encoding="utf-8"
+        )
     return release
 
 
@@ -121,7 +123,11 @@ def measure(name: str, examples, read, repeats: int) -> dict:
                 frames += len(read(example, indices))
             seconds = time.process_time() - start
             best = seconds if best is None else min(best, seconds)
-        row[f"{mode}_frames"], row[f"{mode}_seconds"], row[f"{mode}_fps"] = frames, round(best, 3), round(frames / best, 1)
+        row[f"{mode}_frames"], row[f"{mode}_seconds"], row[f"{mode}_fps"] = (
+            frames,
+            round(best, 3),
+            round(frames / best, 1),
+        )
     return row
 
 
@@ -130,7 +136,9 @@ def main(argv=None) -> int:
     parser.add_argument("--videos", type=int, default=24, help="PHOENIX-like videos (default 24)")
     parser.add_argument("--clips", type=int, default=4, help="How2Sign-like 720p clips (default 4; 0 skips)")
     parser.add_argument("--noise", type=float, default=1.0, help="camera noise std added to frames (default 1)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed passes per measurement; the best is kept (default 3)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed passes per measurement; the best is kept (default 3)"
+    )
     parser.add_argument("--workdir", help="keep the generated trees here (default: a temporary folder)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--all-cores", action="store_true", help="do not pin the process to one CPU")
@@ -154,14 +162,37 @@ def main(argv=None) -> int:
     png_bytes = np.mean([p.stat().st_size for p in (phoenix / "features").rglob("*.png")])
     jpeg_bytes = np.mean([len(f["bytes"]) for f in prepared[0]["video"]])
     frames_total = sum(raw["num_frames"])
-    rows.append(measure("PHOENIX raw PNG folder, peer-style PIL reader",
-                        lambda: iter(raw), lambda e, i: peer_style_png_reader(Path(e["video"]["path"]), i), args.repeats))
-    rows.append(measure("PHOENIX raw PNG folder, decode_video (kept frames only)", lambda: iter(raw),
-                        lambda e, i: decode_video(e["video"], i), args.repeats))
-    rows.append(measure("PHOENIX prepared parquet (JPEG), decode_video",
-                        lambda: (prepared[k] for k in range(len(prepared))), lambda e, i: decode_video(e["video"], i), args.repeats))
-    notes = {"phoenix_videos": len(raw), "phoenix_frames": frames_total, "png_bytes_per_frame": round(png_bytes),
-             "jpeg_bytes_per_frame": round(jpeg_bytes), "phoenix_prepare_frames_per_s": round(frames_total / prepare_seconds, 1)}
+    rows.append(
+        measure(
+            "PHOENIX raw PNG folder, peer-style PIL reader",
+            lambda: iter(raw),
+            lambda e, i: peer_style_png_reader(Path(e["video"]["path"]), i),
+            args.repeats,
+        )
+    )
+    rows.append(
+        measure(
+            "PHOENIX raw PNG folder, decode_video (kept frames only)",
+            lambda: iter(raw),
+            lambda e, i: decode_video(e["video"], i),
+            args.repeats,
+        )
+    )
+    rows.append(
+        measure(
+            "PHOENIX prepared parquet (JPEG), decode_video",
+            lambda: (prepared[k] for k in range(len(prepared))),
+            lambda e, i: decode_video(e["video"], i),
+            args.repeats,
+        )
+    )
+    notes = {
+        "phoenix_videos": len(raw),
+        "phoenix_frames": frames_total,
+        "png_bytes_per_frame": round(png_bytes),
+        "jpeg_bytes_per_frame": round(jpeg_bytes),
+        "phoenix_prepare_frames_per_s": round(frames_total / prepare_seconds, 1),
+    }
 
     if args.clips:
         how2sign = work / "how2sign" / "How2Sign"
@@ -169,18 +200,50 @@ def main(argv=None) -> int:
             print("building the How2Sign-like tree ...", file=sys.stderr)
             how2sign = build_how2sign(work / "how2sign", args.clips, args.noise, rng)
         raw_h = load_sign_dataset("how2sign", how2sign, cache_dir=str(work / "cache"))["train"]
-        prepared_h = load_sign_dataset(str(prepare_dataset("how2sign", work / "how2sign-prepared", data_dir=how2sign, overwrite=True)),
-                                       cache_dir=str(work / "cache"))["train"]
-        rows.append(measure("How2Sign raw mp4 1280x720 (PyAV)", lambda: iter(raw_h), lambda e, i: decode_video(e["video"], i), args.repeats))
-        rows.append(measure("How2Sign prepared parquet (JPEG 455x256)",
-                            lambda: (prepared_h[k] for k in range(len(prepared_h))), lambda e, i: decode_video(e["video"], i), args.repeats))
+        prepared_h = load_sign_dataset(
+            str(prepare_dataset("how2sign", work / "how2sign-prepared", data_dir=how2sign, overwrite=True)),
+            cache_dir=str(work / "cache"),
+        )["train"]
+        rows.append(
+            measure(
+                "How2Sign raw mp4 1280x720 (PyAV)",
+                lambda: iter(raw_h),
+                lambda e, i: decode_video(e["video"], i),
+                args.repeats,
+            )
+        )
+        rows.append(
+            measure(
+                "How2Sign prepared parquet (JPEG 455x256)",
+                lambda: (prepared_h[k] for k in range(len(prepared_h))),
+                lambda e, i: decode_video(e["video"], i),
+                args.repeats,
+            )
+        )
         notes["how2sign_clips"], notes["how2sign_frames"] = len(raw_h), sum(raw_h["num_frames"])
 
-    synthetic = load_sign_dataset("synthetic", cache_dir=str(work / "cache"), num_train=40, num_validation=1, num_test=1)["train"]
-    rows.append(measure("synthetic render 48x48 (default)", lambda: iter(synthetic), lambda e, i: decode_video(e["video"], i), args.repeats))
-    synthetic_224 = load_sign_dataset("synthetic", cache_dir=str(work / "cache"), num_train=10, num_validation=1, num_test=1,
-                                      resolution=224)["train"]
-    rows.append(measure("synthetic render 224x224", lambda: iter(synthetic_224), lambda e, i: decode_video(e["video"], i), args.repeats))
+    synthetic = load_sign_dataset(
+        "synthetic", cache_dir=str(work / "cache"), num_train=40, num_validation=1, num_test=1
+    )["train"]
+    rows.append(
+        measure(
+            "synthetic render 48x48 (default)",
+            lambda: iter(synthetic),
+            lambda e, i: decode_video(e["video"], i),
+            args.repeats,
+        )
+    )
+    synthetic_224 = load_sign_dataset(
+        "synthetic", cache_dir=str(work / "cache"), num_train=10, num_validation=1, num_test=1, resolution=224
+    )["train"]
+    rows.append(
+        measure(
+            "synthetic render 224x224",
+            lambda: iter(synthetic_224),
+            lambda e, i: decode_video(e["video"], i),
+            args.repeats,
+        )
+    )
 
     baseline = rows[0]
     for row in rows:
@@ -195,15 +258,20 @@ def main(argv=None) -> int:
                 row["speedup_kept"] = round(row["kept_fps"] / raw_mp4["kept_fps"], 2)
 
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, " + (
-        "pinned to 1 core" if not args.all_cores else "all cores")
+        "pinned to 1 core" if not args.all_cores else "all cores"
+    )
     print(f"\nmachine: {machine}; python {platform.python_version()}")
     print(", ".join(f"{k}={v}" for k, v in notes.items()))
     print("\n| path | all frames: frames per CPU-s | x | kept T/4: frames per CPU-s | x |")
     print("|---|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['path']} | {row['all_fps']:.0f} | {row.get('speedup_all', '')} | {row['kept_fps']:.0f} | {row.get('speedup_kept', '')} |")
+        print(
+            f"| {row['path']} | {row['all_fps']:.0f} | {row.get('speedup_all', '')} | {row['kept_fps']:.0f} | {row.get('speedup_kept', '')} |"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine, "notes": notes, "rows": rows}, indent=1), encoding="utf-8")
+        Path(args.json).write_text(
+            json.dumps({"machine": machine, "notes": notes, "rows": rows}, indent=1), encoding="utf-8"
+        )
     return 0
 
 

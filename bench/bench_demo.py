@@ -20,9 +20,10 @@ from pathlib import Path
 from _benchutil import machine_info, markdown_table, print_machine, write_json
 
 from train.demo import run_demo
+from train.metrics import SCORE_NAMES
 
 SYSTEMS = (("baseline", "baseline"), ("stage1", "stage 1"), ("stage2", "stage 2"), ("gloss_to_text", "gloss-to-text"))
-METRICS = (("bleu1", "BLEU-1"), ("bleu4", "BLEU-4"), ("rougeL", "ROUGE-L"))
+METRICS = tuple((key, SCORE_NAMES[key]) for key in ("bleu1", "bleu4", "rougeL"))
 TIMES = ("stage1", "lm_pretraining", "ceiling", "waiting_for_lm", "stage2", "total")
 
 
@@ -45,15 +46,19 @@ def summary_rows(rows: list[dict]) -> list[dict]:
         for key, header in METRICS:
             values = [r[f"{system}_{key}"] for r in rows if r.get(f"{system}_{key}") is not None]
             if values:
-                row[header] = (f"{statistics.mean(values):.1f} +- {statistics.pstdev(values):.1f} "
-                               f"({min(values):.1f}-{max(values):.1f})")
+                row[header] = (
+                    f"{statistics.mean(values):.1f} +- {statistics.pstdev(values):.1f} "
+                    f"({min(values):.1f}-{max(values):.1f})"
+                )
         out.append(row)
     return out
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="as for flallm demo (stage1./stage2./lm./data.)")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="as for flallm demo (stage1./stage2./lm./data.)"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     parser.add_argument("--output-dir", default="runs/bench-demo", help="one demo directory per seed goes here")
     parser.add_argument("--quick", action="store_true", help="flallm demo --quick sizes (a smoke run; learns nothing)")
@@ -65,15 +70,22 @@ def main(argv=None) -> int:
     rows = []
     for seed in args.seeds:
         overrides = [f"stage1.seed={seed}", f"stage2.seed={seed}", *args.overrides]
-        metrics = run_demo(Path(args.output_dir) / f"seed-{seed}", quick=args.quick, overrides=overrides,
-                           threads=args.threads, num_examples=0)
+        metrics = run_demo(
+            Path(args.output_dir) / f"seed-{seed}",
+            quick=args.quick,
+            overrides=overrides,
+            threads=args.threads,
+            num_examples=0,
+        )
         rows.append(run_row(seed, metrics))
     info["load_average_end"] = machine_info()["load_average_start"]
     print_machine(info)
     print(f"# overrides: {' '.join(args.overrides) or '(none)'}")
     columns = [("seed", "seed")]
     for system, name in SYSTEMS:
-        columns += [(f"{system}_{key}", f"{name} {header}") for key, header in METRICS if key != "bleu1" or system != "baseline"]
+        columns += [
+            (f"{system}_{key}", f"{name} {header}") for key, header in METRICS if key != "bleu1" or system != "baseline"
+        ]
     columns += [("stage2_of_ceiling", "stage 2 / ceiling")]
     print(markdown_table(rows, columns))
     print()

@@ -27,7 +27,9 @@ from train.trainer import train
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="stage1.KEY=V / data.OPTION=V, as for flallm demo")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="stage1.KEY=V / data.OPTION=V, as for flallm demo"
+    )
     parser.add_argument("--seeds", default="42", help="comma-separated stage-1 seeds (default 42, the trainer's)")
     parser.add_argument("--output-dir", default="runs/bench-demo-stage1", help="runs and the tokenizer go here")
     parser.add_argument("--quick", action="store_true", help="the demo's --quick sizes (a smoke run; learns nothing)")
@@ -45,18 +47,39 @@ def main(argv=None) -> int:
         lm, stage1, _, _ = build_configs(output_dir / f"seed-{seed}", quick=args.quick, overrides=overrides)
         corpus = build_corpus(stage1)
         if not (tokenizer_dir / "tokenizer_config.json").is_file():
-            train_lm_tokenizer(lm, lm_texts(lm["texts"], corpus, stage1.data.options.get("vocabulary_size")), tokenizer_dir)
+            train_lm_tokenizer(
+                lm, lm_texts(lm["texts"], corpus, stage1.data.options.get("vocabulary_size")), tokenizer_dir
+            )
         stage1.model.tokenizer = str(tokenizer_dir)
         start = time.perf_counter()
         result = train(stage1, datasets=corpus)
         test, dev = result.metrics["test"], result.metrics.get("validation", {})
-        rows.append({"seed": seed, "steps": result.global_step, "dev_bleu4": dev.get("bleu4"), "test_bleu4": test["bleu4"],
-                     "test_bleu1": test["bleu1"], "seconds": time.perf_counter() - start})
+        rows.append(
+            {
+                "seed": seed,
+                "steps": result.global_step,
+                "dev_bleu4": dev.get("bleu4"),
+                "test_bleu4": test["bleu4"],
+                "test_bleu1": test["bleu1"],
+                "seconds": time.perf_counter() - start,
+            }
+        )
     info["load_average_end"] = machine_info()["load_average_start"]
     print_machine(info)
     print(f"# overrides: {' '.join(args.overrides) or '(none)'}")
-    print(markdown_table(rows, [("seed", "seed"), ("steps", "steps"), ("dev_bleu4", "dev BLEU-4"),
-                                ("test_bleu4", "test BLEU-4"), ("test_bleu1", "test BLEU-1"), ("seconds", "seconds")]))
+    print(
+        markdown_table(
+            rows,
+            [
+                ("seed", "seed"),
+                ("steps", "steps"),
+                ("dev_bleu4", "dev BLEU-4"),
+                ("test_bleu4", "test BLEU-4"),
+                ("test_bleu1", "test BLEU-1"),
+                ("seconds", "seconds"),
+            ],
+        )
+    )
     write_json(args.json, {"machine": info, "overrides": args.overrides, "rows": rows})
     return 0
 

@@ -73,12 +73,21 @@ def main(argv=None) -> int:
     parser.add_argument("--beams", type=int, default=5, help="beam size (default 5, the paper's)")
     parser.add_argument("--new-tokens", type=int, default=24, help="tokens generated per clip (forced; default 24)")
     parser.add_argument("--vocab-size", type=int, default=3000, help="trimmed vocabulary (default 3000)")
-    parser.add_argument("--untrimmed", action="store_true", help="also time stage 2 with the full 250,027-token vocabulary")
-    parser.add_argument("--full", action="store_true",
-                        help="also the stage-2 model in the batching and cache sections, and --untrimmed (~10 min on 2 cores)")
+    parser.add_argument(
+        "--untrimmed", action="store_true", help="also time stage 2 with the full 250,027-token vocabulary"
+    )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="also the stage-2 model in the batching and cache sections, and --untrimmed (~10 min on 2 cores)",
+    )
     parser.add_argument("--batch-sizes", default="1,4,8", help="clips per call in the batching section (default 1,4,8)")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="timed runs per latency measurement, after a warm-up (default 1; 3 for stable numbers)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="timed runs per latency measurement, after a warm-up (default 1; 3 for stable numbers)",
+    )
     parser.add_argument("--batch-repeats", type=int, default=1, help="timed runs per batch size > 1 (default 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -115,10 +124,16 @@ def main(argv=None) -> int:
         rss = bu.current_rss_bytes()
         start = time.perf_counter()
         model = FlaLlmForSignTranslation(config).to(device).eval()
-        print(f"# built {name}: {bu.count_parameters(model) / 1e6:.1f} M parameters in {time.perf_counter() - start:.1f} s",
-              file=sys.stderr, flush=True)
-        return model, {"model": name, "params_m": round(bu.count_parameters(model) / 1e6, 1),
-                       "rss_added_gib": round((bu.current_rss_bytes() - rss) / bu.GIB, 2)}
+        print(
+            f"# built {name}: {bu.count_parameters(model) / 1e6:.1f} M parameters in {time.perf_counter() - start:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        return model, {
+            "model": name,
+            "params_m": round(bu.count_parameters(model) / 1e6, 1),
+            "rss_added_gib": round((bu.current_rss_bytes() - rss) / bu.GIB, 2),
+        }
 
     def inputs(batch):
         features = processor([clip] * batch)
@@ -129,8 +144,10 @@ def main(argv=None) -> int:
         with precision:
             return model.generate(pixel_values=pixel_values, pixel_mask=pixel_mask, **generate_kwargs, **extra)
 
-    models = {"stage 1 (Light-T, vocab 3k)": bu.stage1_config(vocab_size=args.vocab_size),
-              "stage 2 (mBART-large shape, vocab 3k)": bu.stage2_config(vocab_size=args.vocab_size)}
+    models = {
+        "stage 1 (Light-T, vocab 3k)": bu.stage1_config(vocab_size=args.vocab_size),
+        "stage 2 (mBART-large shape, vocab 3k)": bu.stage2_config(vocab_size=args.vocab_size),
+    }
     if args.untrimmed:
         models["stage 2 (mBART-large shape, vocab 250k)"] = bu.stage2_config(vocab_size=250027)
     built = {}
@@ -155,17 +172,27 @@ def main(argv=None) -> int:
 
             enc = timed(encode, args.repeats, warmup=0, sync=sync)
             features, mask = encode()
+
             def search_only():
                 with precision:
                     return model.generate(visual_features=features.float(), visual_mask=mask, **generate_kwargs)
 
             search = timed(search_only, args.repeats, warmup=0, sync=sync)
             best = min(total)
-            results["latency"].append({**row, "frames": f"{len(clip)} -> {sampled}", "seconds_median": round(statistics.median(total), 3),
-                                       "seconds_best": round(best, 3), "rtf_best": round(best / CLIP_SECONDS, 3),
-                                       "rtf_median": round(statistics.median(total) / CLIP_SECONDS, 3),
-                                       "preprocess_s": round(min(pre), 3), "encoder_s": round(min(enc), 3),
-                                       "beam_search_s": round(min(search), 3), "load_average": bu.load_average()})
+            results["latency"].append(
+                {
+                    **row,
+                    "frames": f"{len(clip)} -> {sampled}",
+                    "seconds_median": round(statistics.median(total), 3),
+                    "seconds_best": round(best, 3),
+                    "rtf_best": round(best / CLIP_SECONDS, 3),
+                    "rtf_median": round(statistics.median(total) / CLIP_SECONDS, 3),
+                    "preprocess_s": round(min(pre), 3),
+                    "encoder_s": round(min(enc), 3),
+                    "beam_search_s": round(min(search), 3),
+                    "load_average": bu.load_average(),
+                }
+            )
             print(f"# latency {name}: {best:.2f} s", file=sys.stderr, flush=True)
             if "250k" in name:
                 del built[name]  # free ~2.4 GB before the other sections
@@ -177,12 +204,23 @@ def main(argv=None) -> int:
             model, row = get(name)
             translate(model, 1)  # warm-up
             for batch in sizes:
-                times = timed(lambda: translate(model, batch), args.repeats if batch == 1 else args.batch_repeats, warmup=0, sync=sync)
+                times = timed(
+                    lambda: translate(model, batch),
+                    args.repeats if batch == 1 else args.batch_repeats,
+                    warmup=0,
+                    sync=sync,
+                )
                 best = min(times)
-                results["batching"].append({"model": name, "batch": batch, "seconds_best": round(best, 3),
-                                            "clips_per_s": round(batch / best, 3),
-                                            "clip_seconds_per_wall_second": round(batch * CLIP_SECONDS / best, 2),
-                                            "load_average": bu.load_average()})
+                results["batching"].append(
+                    {
+                        "model": name,
+                        "batch": batch,
+                        "seconds_best": round(best, 3),
+                        "clips_per_s": round(batch / best, 3),
+                        "clip_seconds_per_wall_second": round(batch * CLIP_SECONDS / best, 2),
+                        "load_average": bu.load_average(),
+                    }
+                )
             base = next(r for r in results["batching"] if r["model"] == name and r["batch"] == sizes[0])
             for r in results["batching"]:
                 if r["model"] == name:
@@ -199,8 +237,14 @@ def main(argv=None) -> int:
             features = features.float()
             entry = {"model": name}
             for use_cache in (True, False, True, False):  # interleaved: both see the same load
-                times = timed(lambda: model.generate(visual_features=features, visual_mask=mask, use_cache=use_cache,
-                                                     **generate_kwargs), 1, warmup=0, sync=sync)
+                times = timed(
+                    lambda: model.generate(
+                        visual_features=features, visual_mask=mask, use_cache=use_cache, **generate_kwargs
+                    ),
+                    1,
+                    warmup=0,
+                    sync=sync,
+                )
                 key = "cache_on_s" if use_cache else "cache_off_s"
                 entry[key] = round(min(times + ([entry[key]] if key in entry else [])), 3)
             entry["speedup"] = round(entry["cache_off_s"] / entry["cache_on_s"], 2)
@@ -212,8 +256,11 @@ def main(argv=None) -> int:
         name = list(models)[0]
         model, _ = get(name)
         pixel_values, pixel_mask = inputs(1)
-        modes = {"autograd enabled": contextlib.nullcontext, "torch.no_grad": torch.no_grad,
-                 "torch.inference_mode": torch.inference_mode}
+        modes = {
+            "autograd enabled": contextlib.nullcontext,
+            "torch.no_grad": torch.no_grad,
+            "torch.inference_mode": torch.inference_mode,
+        }
         measured = {mode: [] for mode in modes}
         peaks = {}
         with torch.inference_mode():
@@ -230,10 +277,15 @@ def main(argv=None) -> int:
                 peaks[mode] = max(peaks.get(mode, 0), window.peak)
         base = min(measured["torch.inference_mode"])
         for mode in modes:
-            results["grad"].append({"what": f"visual encoder, 1 clip ({sampled} frames)", "mode": mode,
-                                    "seconds_best": round(min(measured[mode]), 3),
-                                    "x_vs_inference_mode": round(min(measured[mode]) / base, 2),
-                                    "peak_rss_gib": round(peaks[mode] / bu.GIB, 2)})
+            results["grad"].append(
+                {
+                    "what": f"visual encoder, 1 clip ({sampled} frames)",
+                    "mode": mode,
+                    "seconds_best": round(min(measured[mode]), 3),
+                    "x_vs_inference_mode": round(min(measured[mode]) / base, 2),
+                    "peak_rss_gib": round(peaks[mode] / bu.GIB, 2),
+                }
+            )
         whole = {"torch.no_grad (generate's own)": [], "torch.inference_mode": []}
         for _ in range(args.repeats):
             whole["torch.no_grad (generate's own)"] += timed(lambda: translate(model), 1, warmup=0, sync=sync)
@@ -241,8 +293,14 @@ def main(argv=None) -> int:
                 whole["torch.inference_mode"] += timed(lambda: translate(model), 1, warmup=0, sync=sync)
         base = min(whole["torch.inference_mode"])
         for mode, times in whole.items():
-            results["grad"].append({"what": f"{name}: whole translation", "mode": mode, "seconds_best": round(min(times), 3),
-                                    "x_vs_inference_mode": round(min(times) / base, 2)})
+            results["grad"].append(
+                {
+                    "what": f"{name}: whole translation",
+                    "mode": mode,
+                    "seconds_best": round(min(times), 3),
+                    "x_vs_inference_mode": round(min(times) / base, 2),
+                }
+            )
 
     # -- encoder precision / layout ------------------------------------------------------------
     if "encoder" in sections:
@@ -258,10 +316,13 @@ def main(argv=None) -> int:
 
         hook = model.visual_encoder.backbone.register_forward_pre_hook(set_layout, with_kwargs=True)
         # "NCHW frames" forces the layout frame_features used before it switched to channels_last.
-        variants = {"fp32, NCHW frames": (False, torch.contiguous_format), "fp32, model as is": (False, None),
-                    "fp32, channels_last frames": (False, torch.channels_last),
-                    "bf16 autocast, NCHW frames": (True, torch.contiguous_format),
-                    "bf16 autocast, channels_last frames": (True, torch.channels_last)}
+        variants = {
+            "fp32, NCHW frames": (False, torch.contiguous_format),
+            "fp32, model as is": (False, None),
+            "fp32, channels_last frames": (False, torch.channels_last),
+            "bf16 autocast, NCHW frames": (True, torch.contiguous_format),
+            "bf16 autocast, channels_last frames": (True, torch.channels_last),
+        }
         measured = {variant: [] for variant in variants}
         outputs = {}
         for _ in range(args.repeats + 1):  # the first round is a warm-up for every variant
@@ -279,40 +340,100 @@ def main(argv=None) -> int:
         for variant in variants:
             best = min(measured[variant][1:])
             diff = float((outputs[variant] - reference).abs().max() / reference.abs().max())
-            results["encoder"].append({"variant": variant, "seconds_best": round(best, 3), "frames_per_s": round(sampled / best, 1),
-                                       "x_vs_fp32_nchw": round(base / best, 2), "max_rel_diff": f"{diff:.1e}"})
+            results["encoder"].append(
+                {
+                    "variant": variant,
+                    "seconds_best": round(best, 3),
+                    "frames_per_s": round(sampled / best, 1),
+                    "x_vs_fp32_nchw": round(base / best, 2),
+                    "max_rel_diff": f"{diff:.1e}",
+                }
+            )
 
     info["load_average_end"] = bu.load_average()
-    print(f"\ninference at {args.size} px, {args.threads} threads, device {args.device}{', bf16 autocast' if args.bf16 else ''}; "
-          f"clip {CLIP_SECONDS:g} s x {FPS} fps = {len(clip)} frames -> {sampled} after T/4; beam {args.beams}, "
-          f"{args.new_tokens} tokens forced")
+    print(
+        f"\ninference at {args.size} px, {args.threads} threads, device {args.device}{', bf16 autocast' if args.bf16 else ''}; "
+        f"clip {CLIP_SECONDS:g} s x {FPS} fps = {len(clip)} frames -> {sampled} after T/4; beam {args.beams}, "
+        f"{args.new_tokens} tokens forced"
+    )
     if results["latency"]:
         print("\n## one clip, batch 1 (seconds; RTF = seconds / 5 s)")
-        print(bu.markdown_table(results["latency"], [
-            ("model", "model"), ("params_m", "params M"), ("seconds_best", "s best"), ("seconds_median", "s median"),
-            ("rtf_best", "RTF best"), ("rtf_median", "RTF median"), ("preprocess_s", "preprocess s"),
-            ("encoder_s", "encoder s"), ("beam_search_s", "beam search s"), ("rss_added_gib", "RSS added GiB"),
-            ("load_average", "load avg")]))
+        print(
+            bu.markdown_table(
+                results["latency"],
+                [
+                    ("model", "model"),
+                    ("params_m", "params M"),
+                    ("seconds_best", "s best"),
+                    ("seconds_median", "s median"),
+                    ("rtf_best", "RTF best"),
+                    ("rtf_median", "RTF median"),
+                    ("preprocess_s", "preprocess s"),
+                    ("encoder_s", "encoder s"),
+                    ("beam_search_s", "beam search s"),
+                    ("rss_added_gib", "RSS added GiB"),
+                    ("load_average", "load avg"),
+                ],
+            )
+        )
     if results["batching"]:
         print("\n## batching (preprocessing + encoder + beam search per call)")
-        print(bu.markdown_table(results["batching"], [
-            ("model", "model"), ("batch", "batch"), ("seconds_best", "s per call"), ("clips_per_s", "clips/s"),
-            ("x_vs_first", "x vs batch 1"), ("clip_seconds_per_wall_second", "video s per s"), ("load_average", "load avg")]))
+        print(
+            bu.markdown_table(
+                results["batching"],
+                [
+                    ("model", "model"),
+                    ("batch", "batch"),
+                    ("seconds_best", "s per call"),
+                    ("clips_per_s", "clips/s"),
+                    ("x_vs_first", "x vs batch 1"),
+                    ("clip_seconds_per_wall_second", "video s per s"),
+                    ("load_average", "load avg"),
+                ],
+            )
+        )
     if results["cache"]:
         print("\n## KV cache (beam search from precomputed features, best of 2 interleaved runs)")
-        print(bu.markdown_table(results["cache"], [("model", "model"), ("cache_on_s", "use_cache=True s"),
-                                                   ("cache_off_s", "use_cache=False s"), ("speedup", "x"),
-                                                   ("load_average", "load avg")]))
+        print(
+            bu.markdown_table(
+                results["cache"],
+                [
+                    ("model", "model"),
+                    ("cache_on_s", "use_cache=True s"),
+                    ("cache_off_s", "use_cache=False s"),
+                    ("speedup", "x"),
+                    ("load_average", "load avg"),
+                ],
+            )
+        )
     if results["grad"]:
         print("\n## autograd at inference (interleaved runs, best)")
-        print(bu.markdown_table(results["grad"], [("what", "what"), ("mode", "mode"), ("seconds_best", "s best"),
-                                                  ("x_vs_inference_mode", "x vs inference_mode"),
-                                                  ("peak_rss_gib", "peak RSS GiB")]))
+        print(
+            bu.markdown_table(
+                results["grad"],
+                [
+                    ("what", "what"),
+                    ("mode", "mode"),
+                    ("seconds_best", "s best"),
+                    ("x_vs_inference_mode", "x vs inference_mode"),
+                    ("peak_rss_gib", "peak RSS GiB"),
+                ],
+            )
+        )
     if results["encoder"]:
         print(f"\n## visual encoder (get_visual_features), {sampled} frames (inference_mode, interleaved runs, best)")
-        print(bu.markdown_table(results["encoder"], [("variant", "variant"), ("seconds_best", "s best"),
-                                                     ("frames_per_s", "frames/s"), ("x_vs_fp32_nchw", "x vs fp32 NCHW"),
-                                                     ("max_rel_diff", "max rel. diff vs fp32 NCHW")]))
+        print(
+            bu.markdown_table(
+                results["encoder"],
+                [
+                    ("variant", "variant"),
+                    ("seconds_best", "s best"),
+                    ("frames_per_s", "frames/s"),
+                    ("x_vs_fp32_nchw", "x vs fp32 NCHW"),
+                    ("max_rel_diff", "max rel. diff vs fp32 NCHW"),
+                ],
+            )
+        )
     bu.print_machine(info)
     bu.write_json(args.json, {"machine": info, "settings": vars(args), **results})
     return 0

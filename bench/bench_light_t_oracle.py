@@ -48,7 +48,7 @@ def oracle_features(rows, video_processor, size: int, training: bool):
     length = max(len(c) for c in clips)
     features, mask = torch.zeros(len(clips), length, size), torch.zeros(len(clips), length, dtype=torch.long)
     for i, clip in enumerate(clips):
-        features[i, :len(clip)], mask[i, :len(clip)] = clip, 1
+        features[i, : len(clip)], mask[i, : len(clip)] = clip, 1
     return features, mask
 
 
@@ -82,20 +82,33 @@ def run(seed: int, args, output_dir: Path) -> list[dict]:
         if step % args.every == 0 or step == args.steps:
             model.eval()
             with torch.no_grad():
-                output = model.generate(visual_features=dev_features[0], visual_mask=dev_features[1], num_beams=1,
-                                        max_new_tokens=stage1.evaluation.max_new_tokens)
+                output = model.generate(
+                    visual_features=dev_features[0],
+                    visual_mask=dev_features[1],
+                    num_beams=1,
+                    max_new_tokens=stage1.evaluation.max_new_tokens,
+                )
             model.train()
             hypotheses = processor.batch_decode(output)
-            rows.append({"seed": seed, "step": step, "loss": loss.item(),
-                         "dev_bleu4": sacrebleu.corpus_bleu(hypotheses, [list(dev["text"])]).score,
-                         "distinct_outputs": len(set(hypotheses)), "seconds": time.perf_counter() - start})
+            rows.append(
+                {
+                    "seed": seed,
+                    "step": step,
+                    "loss": loss.item(),
+                    "dev_bleu4": sacrebleu.corpus_bleu(hypotheses, [list(dev["text"])]).score,
+                    "distinct_outputs": len(set(hypotheses)),
+                    "seconds": time.perf_counter() - start,
+                }
+            )
             print(rows[-1], flush=True)
     return rows
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="stage1.KEY=V / data.OPTION=V, as for flallm demo")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="stage1.KEY=V / data.OPTION=V, as for flallm demo"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--every", type=int, default=250, help="dev evaluation every N steps")
@@ -108,8 +121,19 @@ def main(argv=None) -> int:
     info = machine_info(args.threads)
     rows = [row for seed in args.seeds for row in run(seed, args, Path(args.output_dir).resolve())]
     print_machine(info)
-    print(markdown_table(rows, [("seed", "seed"), ("step", "step"), ("loss", "train loss"), ("dev_bleu4", "dev BLEU-4 (greedy)"),
-                                ("distinct_outputs", "distinct dev outputs"), ("seconds", "seconds")]))
+    print(
+        markdown_table(
+            rows,
+            [
+                ("seed", "seed"),
+                ("step", "step"),
+                ("loss", "train loss"),
+                ("dev_bleu4", "dev BLEU-4 (greedy)"),
+                ("distinct_outputs", "distinct dev outputs"),
+                ("seconds", "seconds"),
+            ],
+        )
+    )
     write_json(args.json, {"machine": info, "overrides": args.overrides, "rows": rows})
     return 0
 

@@ -48,21 +48,43 @@ def write_clip(path: Path, minutes: float, height: int, width: int, fps: int = 3
 
 
 def tiny_model_dir(directory: Path) -> Path:
-    from modeling_flallm import FlaLlmConfig, FlaLlmForSignTranslation, FlaLlmProcessor, FlaLlmVideoProcessor
-    from modeling_flallm.tokenization_flallm import train_tokenizer
     from transformers import MBartConfig
 
+    from modeling_flallm import FlaLlmConfig, FlaLlmForSignTranslation, FlaLlmProcessor, FlaLlmVideoProcessor
+    from modeling_flallm.tokenization_flallm import train_tokenizer
+
     tokenizer = train_tokenizer(["a long video", "of one signer"] * 10, vocab_size=300, model_type="bpe")
-    text = MBartConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                       decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=1100,
-                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                       bos_token_id=tokenizer.bos_token_id, decoder_start_token_id=tokenizer.eos_token_id)
+    text = MBartConfig(
+        vocab_size=len(tokenizer),
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=1100,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,
+    )
     vision = {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1], "layer_type": "basic"}
-    model = FlaLlmForSignTranslation(FlaLlmConfig(vision_config=vision, text_config=text.to_dict(), temporal_hidden_size=16,
-                                                  adapter_hidden_size=16, max_frames=1024, frame_sample_rate=4))
+    model = FlaLlmForSignTranslation(
+        FlaLlmConfig(
+            vision_config=vision,
+            text_config=text.to_dict(),
+            temporal_hidden_size=16,
+            adapter_hidden_size=16,
+            max_frames=1024,
+            frame_sample_rate=4,
+        )
+    )
     model.generation_config.max_new_tokens = 4
-    processor = FlaLlmProcessor(video_processor=FlaLlmVideoProcessor(frame_sample_rate=4, size=256, crop_size=224,
-                                                                     max_frames=1024), tokenizer=tokenizer)
+    processor = FlaLlmProcessor(
+        video_processor=FlaLlmVideoProcessor(frame_sample_rate=4, size=256, crop_size=224, max_frames=1024),
+        tokenizer=tokenizer,
+    )
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory
@@ -87,8 +109,15 @@ def child(mode: str, model_dir: str, clip: str) -> None:
         frames = load_video(clip, lambda n: processor.sample_frame_indices(n))
         kept = len(frames)
         processor(frames, do_sample_frames=False)
-    print(json.dumps({"seconds": round(time.perf_counter() - started, 1), "frames_kept": kept,
-                      "peak_rss_gib": round(peak_rss_bytes() / GIB, 3)}))
+    print(
+        json.dumps(
+            {
+                "seconds": round(time.perf_counter() - started, 1),
+                "frames_kept": kept,
+                "peak_rss_gib": round(peak_rss_bytes() / GIB, 3),
+            }
+        )
+    )
 
 
 def main(argv=None) -> int:
@@ -107,17 +136,30 @@ def main(argv=None) -> int:
     cache = Path(args.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    clip = write_clip(cache / f"clip-{args.minutes:g}min-{args.width}x{args.height}.mp4", args.minutes, args.height, args.width)
+    clip = write_clip(
+        cache / f"clip-{args.minutes:g}min-{args.width}x{args.height}.mp4", args.minutes, args.height, args.width
+    )
     print(f"clip: {clip} ({clip.stat().st_size / 1e6:.0f} MB; ready in {time.perf_counter() - started:.0f} s)")
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         model_dir = tiny_model_dir(Path(directory))
         for mode, name in (("pipeline", "pipeline (frames shrunk as decoded)"), ("full", "full-size frames")):
-            result = run_child([__file__, "--child", mode, str(model_dir), str(clip)], max_rss_bytes=int(args.max_rss_gib * GIB))
-            rows.append({"path": name, "peak RSS (GiB)": result.get("peak_rss_gib") or result.get("observed_peak_rss_gib"),
-                         "seconds": result.get("seconds"), "error": result.get("error", "")})
-    print(markdown_table(rows, [("path", "path"), ("peak RSS (GiB)", "peak RSS (GiB)"), ("seconds", "seconds"),
-                                ("error", "note")]))
+            result = run_child(
+                [__file__, "--child", mode, str(model_dir), str(clip)], max_rss_bytes=int(args.max_rss_gib * GIB)
+            )
+            rows.append(
+                {
+                    "path": name,
+                    "peak RSS (GiB)": result.get("peak_rss_gib") or result.get("observed_peak_rss_gib"),
+                    "seconds": result.get("seconds"),
+                    "error": result.get("error", ""),
+                }
+            )
+    print(
+        markdown_table(
+            rows, [("path", "path"), ("peak RSS (GiB)", "peak RSS (GiB)"), ("seconds", "seconds"), ("error", "note")]
+        )
+    )
     return 0
 
 

@@ -27,10 +27,25 @@ from train.optimizer import build_optimizer
 
 DEMO_VOCABULARY = 502  # the demo LM's byte-level BPE vocabulary
 DEMO_VISION = {"embedding_size": 16, "hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 1, 1], "layer_type": "basic"}
-DEMO_LIGHT_T = {"model_type": "mbart", "vocab_size": DEMO_VOCABULARY, "encoder_layers": 2, "decoder_layers": 2,
-                "d_model": 128, "encoder_attention_heads": 4, "decoder_attention_heads": 4, "encoder_ffn_dim": 256,
-                "decoder_ffn_dim": 256, "max_position_embeddings": 128}
-DEMO_LM = {**DEMO_LIGHT_T, "d_model": 256, "encoder_ffn_dim": 1024, "decoder_ffn_dim": 1024, "max_position_embeddings": 256}
+DEMO_LIGHT_T = {
+    "model_type": "mbart",
+    "vocab_size": DEMO_VOCABULARY,
+    "encoder_layers": 2,
+    "decoder_layers": 2,
+    "d_model": 128,
+    "encoder_attention_heads": 4,
+    "decoder_attention_heads": 4,
+    "encoder_ffn_dim": 256,
+    "decoder_ffn_dim": 256,
+    "max_position_embeddings": 128,
+}
+DEMO_LM = {
+    **DEMO_LIGHT_T,
+    "d_model": 256,
+    "encoder_ffn_dim": 1024,
+    "decoder_ffn_dim": 1024,
+    "max_position_embeddings": 256,
+}
 
 
 def build_model(name: str) -> FlaLlmForSignTranslation:
@@ -41,8 +56,11 @@ def build_model(name: str) -> FlaLlmForSignTranslation:
     if name == "demo_stage1":
         return FlaLlmForSignTranslation(FlaLlmConfig(text_config=DEMO_LIGHT_T, adapter_hidden_size=128, **common))
     if name == "demo_stage2":
-        return FlaLlmForSignTranslation(FlaLlmConfig(text_config=DEMO_LM, adapter_hidden_size=256, stage="llm_fine_tuning",
-                                                     freeze="visual_encoder", **common))
+        return FlaLlmForSignTranslation(
+            FlaLlmConfig(
+                text_config=DEMO_LM, adapter_hidden_size=256, stage="llm_fine_tuning", freeze="visual_encoder", **common
+            )
+        )
     raise SystemExit(f"unknown model {name!r}: expected demo_stage1, demo_stage2 or paper_stage1")
 
 
@@ -64,7 +82,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="demo_stage1,demo_stage2,paper_stage1")
     parser.add_argument("--optimizers", default="sgd,adam,adamw")
-    parser.add_argument("--repeats", type=int, default=30, help="Timed steps per implementation (after 3 warm-up steps).")
+    parser.add_argument(
+        "--repeats", type=int, default=30, help="Timed steps per implementation (after 3 warm-up steps)."
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="Also write the rows and machine info here.")
     args = parser.parse_args(argv)
@@ -86,9 +106,13 @@ def main(argv=None) -> int:
                     optimizer.step()
                     if repeat >= 3:
                         times[impl].append(time.perf_counter() - start)
-            row = {"model": model_name, "parameters_m": count_parameters(model) / 1e6,
-                   "trainable_m": sum(p.numel() for p in trainable) / 1e6, "tensors": len(trainable),
-                   "optimizer": optimizer_name}
+            row = {
+                "model": model_name,
+                "parameters_m": count_parameters(model) / 1e6,
+                "trainable_m": sum(p.numel() for p in trainable) / 1e6,
+                "tensors": len(trainable),
+                "optimizer": optimizer_name,
+            }
             for impl in implementations:
                 row[f"{impl}_ms"] = 1000 * statistics.median(times[impl])
             row["fused_speedup"] = row["loop_ms"] / row["fused_ms"]
@@ -96,9 +120,21 @@ def main(argv=None) -> int:
             del optimizers
     info["load_average_end"] = machine_info()["load_average_start"]
     print_machine(info)
-    print(markdown_table(rows, [("model", "model"), ("trainable_m", "trainable (M)"), ("tensors", "tensors"),
-                                ("optimizer", "optimizer"), ("loop_ms", "loop ms"), ("foreach_ms", "foreach ms"),
-                                ("fused_ms", "fused ms"), ("fused_speedup", "loop / fused")]))
+    print(
+        markdown_table(
+            rows,
+            [
+                ("model", "model"),
+                ("trainable_m", "trainable (M)"),
+                ("tensors", "tensors"),
+                ("optimizer", "optimizer"),
+                ("loop_ms", "loop ms"),
+                ("foreach_ms", "foreach ms"),
+                ("fused_ms", "fused ms"),
+                ("fused_speedup", "loop / fused"),
+            ],
+        )
+    )
     write_json(args.json, {"machine": info, "rows": rows})
     return 0
 

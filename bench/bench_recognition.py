@@ -60,7 +60,9 @@ def align(hypothesis: list[str], reference: list[str]) -> tuple[int, list[tuple[
     cost = [[i + j if i == 0 or j == 0 else 0 for j in range(cols)] for i in range(rows)]
     for i in range(1, rows):
         for j in range(1, cols):
-            cost[i][j] = min(cost[i - 1][j] + 1, cost[i][j - 1] + 1, cost[i - 1][j - 1] + (hypothesis[i - 1] != reference[j - 1]))
+            cost[i][j] = min(
+                cost[i - 1][j] + 1, cost[i][j - 1] + 1, cost[i - 1][j - 1] + (hypothesis[i - 1] != reference[j - 1])
+            )
     pairs, i, j = [], rows - 1, cols - 1
     while i > 0 and j > 0:
         if cost[i][j] == cost[i - 1][j - 1] + (hypothesis[i - 1] != reference[j - 1]):
@@ -93,8 +95,9 @@ def word_error_rate(hypotheses, references) -> float:
 # Configs
 
 
-def gloss_stage1_config(stage1: TrainConfig, output_dir: Path, steps: int | None, bag_of_words_weight: float | None = None
-                        ) -> TrainConfig:
+def gloss_stage1_config(
+    stage1: TrainConfig, output_dir: Path, steps: int | None, bag_of_words_weight: float | None = None
+) -> TrainConfig:
     """Stage 1 with the glosses as targets: a gloss tokenizer trained by the trainer, validation at the end only,
     no test pass, runs under `output_dir`. Rebuilt from a dict, so that the result is validated again."""
     data = stage1.to_dict()
@@ -162,8 +165,10 @@ class GlossCollator:
 
     def __call__(self, examples):
         batch = dict(self.collator(examples))
-        targets = [[self.vocabulary[word] for word in example["gloss"].split() if word in self.vocabulary]
-                   for example in examples]
+        targets = [
+            [self.vocabulary[word] for word in example["gloss"].split() if word in self.vocabulary]
+            for example in examples
+        ]
         batch["targets"] = torch.tensor([i for sequence in targets for i in sequence], dtype=torch.long)
         batch["target_lengths"] = torch.tensor([len(sequence) for sequence in targets], dtype=torch.long)
         batch["ids"] = [example["id"] for example in examples]
@@ -204,8 +209,13 @@ def train_ctc(config: TrainConfig, corpus, steps: int, output_dir: Path) -> dict
     scheduler = get_scheduler(config.scheduler.name, optimizer, num_warmup_steps=warmup, num_training_steps=steps)
     sampler = EpochShuffleSampler(len(rows), config.seed)
     collate = SeededCollator(GlossCollator(processor, vocabulary, training=True), config.seed)
-    loader = DataLoader(rows, batch_size=config.training.batch_size, sampler=sampler, collate_fn=collate,
-                        num_workers=config.data.num_workers)
+    loader = DataLoader(
+        rows,
+        batch_size=config.training.batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=config.data.num_workers,
+    )
     trainable = [p for p in model.parameters() if p.requires_grad]
     step, epoch, losses, log, loss_sum = 0, 0, [], [], 0.0
     model.train()
@@ -216,8 +226,13 @@ def train_ctc(config: TrainConfig, corpus, steps: int, output_dir: Path) -> dict
             pixel_values, pixel_mask = batch["pixel_values"].to(device), batch["pixel_mask"].to(device)
             log_probs = model(pixel_values, pixel_mask)
             loss = torch.nn.functional.ctc_loss(
-                log_probs.transpose(0, 1), batch["targets"].to(device), pixel_mask.sum(1), batch["target_lengths"].to(device),
-                blank=0, zero_infinity=True)
+                log_probs.transpose(0, 1),
+                batch["targets"].to(device),
+                pixel_mask.sum(1),
+                batch["target_lengths"].to(device),
+                blank=0,
+                zero_infinity=True,
+            )
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"CTC loss is not finite at step {step}")
             loss.backward()
@@ -237,8 +252,13 @@ def train_ctc(config: TrainConfig, corpus, steps: int, output_dir: Path) -> dict
         epoch += 1
 
     model.eval()
-    dev_loader = DataLoader(dev_rows, batch_size=config.evaluation.batch_size, shuffle=False,
-                            collate_fn=GlossCollator(processor, vocabulary, training=False), num_workers=config.data.num_workers)
+    dev_loader = DataLoader(
+        dev_rows,
+        batch_size=config.evaluation.batch_size,
+        shuffle=False,
+        collate_fn=GlossCollator(processor, vocabulary, training=False),
+        num_workers=config.data.num_workers,
+    )
     predictions = []
     with torch.no_grad():
         for batch in dev_loader:
@@ -254,9 +274,14 @@ def train_ctc(config: TrainConfig, corpus, steps: int, output_dir: Path) -> dict
         for prediction in predictions:
             handle.write(json.dumps(prediction, ensure_ascii=False) + "\n")
     (output_dir / "train_loss.json").write_text(json.dumps(log), encoding="utf-8")
-    return {"steps": step, "dev_wer": word_error_rate([p["hypothesis"] for p in predictions], [p["reference"] for p in predictions]),
-            **motion_confusions(predictions), "train_loss_mean": loss_sum / max(1, step), "train_loss_last": log[-1]["loss"] if log else None,
-            "num_glosses": len(glosses)}
+    return {
+        "steps": step,
+        "dev_wer": word_error_rate([p["hypothesis"] for p in predictions], [p["reference"] for p in predictions]),
+        **motion_confusions(predictions),
+        "train_loss_mean": loss_sum / max(1, step),
+        "train_loss_last": log[-1]["loss"] if log else None,
+        "num_glosses": len(glosses),
+    }
 
 
 def motion_confusions(predictions: list[dict]) -> dict:
@@ -272,8 +297,11 @@ def motion_confusions(predictions: list[dict]) -> dict:
     pairs = [pair for p in predictions for pair in align(p["hypothesis"].split(), p["reference"].split())[1]]
     signs = sorted({sign for p in predictions for sign in p["reference"].split() if sign in SIGN_CODES})
     all_pairs = [(a, b) for a in signs for b in signs if a != b]
-    return {"substitutions": len(pairs), "motion_only": sum(same_place(a, b) for a, b in pairs),
-            "chance": sum(same_place(a, b) for a, b in all_pairs) / max(1, len(all_pairs))}
+    return {
+        "substitutions": len(pairs),
+        "motion_only": sum(same_place(a, b) for a, b in pairs),
+        "chance": sum(same_place(a, b) for a, b in all_pairs) / max(1, len(all_pairs)),
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -292,9 +320,13 @@ def train_stage1_gloss(config: TrainConfig, corpus) -> dict:
     result = train(config, datasets=corpus)
     predictions = last_validation_predictions(result.output_dir)
     validation = result.metrics.get("validation", {})
-    return {"steps": result.global_step,
-            "dev_wer": word_error_rate([p["hypothesis"] for p in predictions], [p["reference"] for p in predictions]),
-            **motion_confusions(predictions), "dev_bleu4": validation.get("bleu4"), "train_loss_mean": validation.get("train_loss")}  # since the last validation
+    return {
+        "steps": result.global_step,
+        "dev_wer": word_error_rate([p["hypothesis"] for p in predictions], [p["reference"] for p in predictions]),
+        **motion_confusions(predictions),
+        "dev_bleu4": validation.get("bleu4"),
+        "train_loss_mean": validation.get("train_loss"),
+    }  # since the last validation
 
 
 # ------------------------------------------------------------------------------------------------
@@ -303,13 +335,21 @@ def train_stage1_gloss(config: TrainConfig, corpus) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="stage1.KEY=V / data.OPTION=V, as for flallm demo")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="stage1.KEY=V / data.OPTION=V, as for flallm demo"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="stage-1 seeds, space separated (default 0)")
-    parser.add_argument("--steps", type=int, help="at most this many optimizer steps per run (default: stage 1's budget)")
+    parser.add_argument(
+        "--steps", type=int, help="at most this many optimizer steps per run (default: stage 1's budget)"
+    )
     parser.add_argument("--output-dir", default="runs/bench-recognition", help="runs and the corpus cache go here")
     parser.add_argument("--quick", action="store_true", help="the demo's --quick sizes (a smoke run; learns nothing)")
-    parser.add_argument("--with-and-without-bow", action=argparse.BooleanOptionalAction, default=True,
-                        help="also run stage 1 with model.config.bag_of_words_weight=0, the paper's recipe (default on)")
+    parser.add_argument(
+        "--with-and-without-bow",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run stage 1 with model.config.bag_of_words_weight=0, the paper's recipe (default on)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the demo)")
     parser.add_argument("--json", help="also write the rows and machine info here")
     args = parser.parse_args(argv)
@@ -329,7 +369,9 @@ def _run(args) -> int:
     output_dir = Path(args.output_dir).resolve()
     rows, corpus, glosses = [], None, None
     for seed in args.seeds:
-        _, stage1, _, _ = build_configs(output_dir, quick=args.quick, overrides=[f"stage1.seed={seed}", *args.overrides])
+        _, stage1, _, _ = build_configs(
+            output_dir, quick=args.quick, overrides=[f"stage1.seed={seed}", *args.overrides]
+        )
         if corpus is None:
             corpus = build_corpus(stage1)
             glosses = gloss_corpus(corpus)
@@ -349,8 +391,15 @@ def _run(args) -> int:
             config = gloss_stage1_config(stage1, seed_dir / name, args.steps, override)
             start = time.perf_counter()
             scores = train_stage1_gloss(config, glosses)
-            rows.append({"method": method, "seed": seed, "bag_of_words_weight": weight if override is None else override,
-                         **scores, "seconds": time.perf_counter() - start})
+            rows.append(
+                {
+                    "method": method,
+                    "seed": seed,
+                    "bag_of_words_weight": weight if override is None else override,
+                    **scores,
+                    "seconds": time.perf_counter() - start,
+                }
+            )
 
     ratios = []
     for seed in args.seeds:
@@ -359,24 +408,49 @@ def _run(args) -> int:
         for method in METHODS[1:]:
             if method in by_method:
                 wer = by_method[method]["dev_wer"]
-                ratios.append({"seed": seed, "method": method, "ratio": wer / ctc if ctc > 0 else (1.0 if wer == 0 else math.inf)})
+                ratios.append(
+                    {"seed": seed, "method": method, "ratio": wer / ctc if ctc > 0 else (1.0 if wer == 0 else math.inf)}
+                )
     info["load_average_end"] = machine_info()["load_average_start"]
     print_machine(info)
     print(f"# overrides: {' '.join(args.overrides) or '(none)'}" + (f"; --steps {args.steps}" if args.steps else ""))
     weights = sorted({(row["method"], row["bag_of_words_weight"]) for row in rows if "bag_of_words_weight" in row})
     print("# stage-1 bag_of_words_weight: " + ", ".join(f"{method} {weight:g}" for method, weight in weights))
-    print(markdown_table(rows, [("method", "method"), ("seed", "seed"), ("steps", "steps"), ("dev_wer", "dev WER (%)"),
-                                ("substitutions", "substituted signs"), ("motion_only", "of which motion only"),
-                                ("seconds", "seconds")]))
+    print(
+        markdown_table(
+            rows,
+            [
+                ("method", "method"),
+                ("seed", "seed"),
+                ("steps", "steps"),
+                ("dev_wer", "dev WER (%)"),
+                ("substitutions", "substituted signs"),
+                ("motion_only", "of which motion only"),
+                ("seconds", "seconds"),
+            ],
+        )
+    )
     chance = next((row["chance"] for row in rows if "chance" in row), None)
     if chance is not None:
-        print(f"# 'motion only': the right and the written sign share handshape and location; {100 * chance:.1f}% of the "
-              "pairs of signs in the dev references do")
+        print(
+            f"# 'motion only': the right and the written sign share handshape and location; {100 * chance:.1f}% of the "
+            "pairs of signs in the dev references do"
+        )
     for seed in args.seeds:
         parts = [f"{r['method']} {r['ratio']:.2f}" for r in ratios if r["seed"] == seed]
         print(f"# seed {seed}: stage-1 dev WER / CTC dev WER: " + ", ".join(parts))
-    write_json(args.json, {"machine": info, "overrides": args.overrides, "steps": args.steps, "quick": args.quick,
-                           "gloss_tokenizer": GLOSS_TOKENIZER, "rows": rows, "ratios": ratios})
+    write_json(
+        args.json,
+        {
+            "machine": info,
+            "overrides": args.overrides,
+            "steps": args.steps,
+            "quick": args.quick,
+            "gloss_tokenizer": GLOSS_TOKENIZER,
+            "rows": rows,
+            "ratios": ratios,
+        },
+    )
     return 0
 
 

@@ -69,10 +69,14 @@ def run_config(spec: dict) -> dict:
         cpu_times.append(cpu_seconds)
         saved = max(saved, saved_bytes)
     best = min(times)
-    return {"step_s": round(best, 3), "frames_per_s": round(batch * frames / best, 2),
-            "cpu_s": round(min(cpu_times), 2),
-            "rss_before_gib": round(rss_before / bu.GIB, 3), "peak_rss_gib": round(bu.peak_rss_bytes() / bu.GIB, 3),
-            "saved_activations_gib": round(saved / bu.GIB, 3)}
+    return {
+        "step_s": round(best, 3),
+        "frames_per_s": round(batch * frames / best, 2),
+        "cpu_s": round(min(cpu_times), 2),
+        "rss_before_gib": round(rss_before / bu.GIB, 3),
+        "peak_rss_gib": round(bu.peak_rss_bytes() / bu.GIB, 3),
+        "saved_activations_gib": round(saved / bu.GIB, 3),
+    }
 
 
 def fit_line(points: list[tuple[float, float]]) -> tuple[float, float] | None:
@@ -95,9 +99,13 @@ def main(argv=None) -> int:
     parser.add_argument("--length-batch", type=int, default=1, help="batch of the length sweep (default 1)")
     parser.add_argument("--batch-length", type=int, default=50, help="frames per video of the batch sweep (default 50)")
     parser.add_argument("--grid", action="store_true", help="every length x every batch instead of the two sweeps")
-    parser.add_argument("--max-rss-gib", type=float, default=6.0,
-                        help="memory ceiling per configuration: predicted-above configurations are skipped, "
-                             "running ones killed past it (default 6)")
+    parser.add_argument(
+        "--max-rss-gib",
+        type=float,
+        default=6.0,
+        help="memory ceiling per configuration: predicted-above configurations are skipped, "
+        "running ones killed past it (default 6)",
+    )
     parser.add_argument("--steps", type=int, default=1, help="timed steps per configuration, best reported (default 1)")
     parser.add_argument("--label-length", type=int, default=24, help="target tokens per video (default 24)")
     parser.add_argument("--vocab-size", type=int, default=3000, help="trimmed vocabulary (default 3000)")
@@ -126,17 +134,37 @@ def main(argv=None) -> int:
     for batch, frames in configs:
         total = batch * frames
         row = {"batch": batch, "frames": frames, "frames_per_step": total}
-        fit = fit_line([(r["frames_per_step"], r["peak_rss_gib"]) for r in rows if "peak_rss_gib" in r and not r.get("extrapolated")])
+        fit = fit_line(
+            [
+                (r["frames_per_step"], r["peak_rss_gib"])
+                for r in rows
+                if "peak_rss_gib" in r and not r.get("extrapolated")
+            ]
+        )
         if fit is not None and fit[0] + fit[1] * total > args.max_rss_gib:
-            row.update({"extrapolated": True, "peak_rss_gib": round(fit[0] + fit[1] * total, 2),
-                        "note": f"not run: predicted above --max-rss-gib {args.max_rss_gib:g}"})
-            time_fit = fit_line([(r["frames_per_step"], r["step_s"]) for r in rows if "step_s" in r and not r.get("extrapolated")])
+            row.update(
+                {
+                    "extrapolated": True,
+                    "peak_rss_gib": round(fit[0] + fit[1] * total, 2),
+                    "note": f"not run: predicted above --max-rss-gib {args.max_rss_gib:g}",
+                }
+            )
+            time_fit = fit_line(
+                [(r["frames_per_step"], r["step_s"]) for r in rows if "step_s" in r and not r.get("extrapolated")]
+            )
             if time_fit is not None:
                 row["step_s"] = round(time_fit[0] + time_fit[1] * total, 1)
             rows.append(row)
             continue
-        spec = {"size": args.size, "batch": batch, "frames": frames, "threads": args.threads, "steps": args.steps,
-                "label_length": args.label_length, "vocab_size": args.vocab_size}
+        spec = {
+            "size": args.size,
+            "batch": batch,
+            "frames": frames,
+            "threads": args.threads,
+            "steps": args.steps,
+            "label_length": args.label_length,
+            "vocab_size": args.vocab_size,
+        }
         print(f"# running batch {batch} x {frames} frames ...", file=sys.stderr, flush=True)
         result = bu.run_child([__file__, "--_child", json.dumps(spec)], max_rss_bytes=cap)
         if "error" in result:
@@ -168,21 +196,43 @@ def main(argv=None) -> int:
     if fits["cpu_s"]:
         summary["cpu_ms_per_frame"] = round(fits["cpu_s"][1] * 1000, 1)
 
-    print(f"\nstage-1 training step at {args.size} px, {args.threads} threads, {args.label_length} target tokens; "
-          f"memory cap {args.max_rss_gib:g} GiB")
+    print(
+        f"\nstage-1 training step at {args.size} px, {args.threads} threads, {args.label_length} target tokens; "
+        f"memory cap {args.max_rss_gib:g} GiB"
+    )
     for row in rows:
         if row.get("extrapolated"):
             row["batch"] = f"{row['batch']} (extrapolated)"
-    print(bu.markdown_table(rows, [("batch", "batch"), ("frames", "frames/video"), ("frames_per_step", "frames/step"),
-                                   ("step_s", "step s"), ("frames_per_s", "frames/s"), ("cpu_s", "CPU s"), ("peak_rss_gib", "peak RSS GiB"),
-                                   ("saved_activations_gib", "saved activations GiB"), ("load_average", "load avg"),
-                                   ("note", "note")]))
+    print(
+        bu.markdown_table(
+            rows,
+            [
+                ("batch", "batch"),
+                ("frames", "frames/video"),
+                ("frames_per_step", "frames/step"),
+                ("step_s", "step s"),
+                ("frames_per_s", "frames/s"),
+                ("cpu_s", "CPU s"),
+                ("peak_rss_gib", "peak RSS GiB"),
+                ("saved_activations_gib", "saved activations GiB"),
+                ("load_average", "load avg"),
+                ("note", "note"),
+            ],
+        )
+    )
     print("\nlinear fits over the measured points (x = frames per step); extrapolations, not measurements:")
     for key, value in summary.items():
         print(f"- {key}: {value}")
     bu.print_machine(info)
-    bu.write_json(args.json, {"machine": info, "settings": {k: v for k, v in vars(args).items() if k != "_child"},
-                              "rows": rows, "fits": summary})
+    bu.write_json(
+        args.json,
+        {
+            "machine": info,
+            "settings": {k: v for k, v in vars(args).items() if k != "_child"},
+            "rows": rows,
+            "fits": summary,
+        },
+    )
     return 0
 
 

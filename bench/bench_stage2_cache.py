@@ -45,12 +45,33 @@ from train.optimizer import build_optimizer  # noqa: E402
 from train.sampling import EpochShuffleSampler, SeededCollator  # noqa: E402
 
 LANGUAGE_MODELS = {
-    "tiny": {"encoder_layers": 1, "decoder_layers": 1, "d_model": 64, "encoder_attention_heads": 2,
-             "decoder_attention_heads": 2, "encoder_ffn_dim": 256, "decoder_ffn_dim": 256},
-    "small": {"encoder_layers": 3, "decoder_layers": 3, "d_model": 512, "encoder_attention_heads": 8,
-              "decoder_attention_heads": 8, "encoder_ffn_dim": 2048, "decoder_ffn_dim": 2048},
-    "large": {"encoder_layers": 12, "decoder_layers": 12, "d_model": 1024, "encoder_attention_heads": 16,
-              "decoder_attention_heads": 16, "encoder_ffn_dim": 4096, "decoder_ffn_dim": 4096},
+    "tiny": {
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "d_model": 64,
+        "encoder_attention_heads": 2,
+        "decoder_attention_heads": 2,
+        "encoder_ffn_dim": 256,
+        "decoder_ffn_dim": 256,
+    },
+    "small": {
+        "encoder_layers": 3,
+        "decoder_layers": 3,
+        "d_model": 512,
+        "encoder_attention_heads": 8,
+        "decoder_attention_heads": 8,
+        "encoder_ffn_dim": 2048,
+        "decoder_ffn_dim": 2048,
+    },
+    "large": {
+        "encoder_layers": 12,
+        "decoder_layers": 12,
+        "d_model": 1024,
+        "encoder_attention_heads": 16,
+        "decoder_attention_heads": 16,
+        "encoder_ffn_dim": 4096,
+        "decoder_ffn_dim": 4096,
+    },
 }
 
 
@@ -59,28 +80,39 @@ def build(args, texts):
     tokenizer = train_tokenizer(texts, vocab_size=args.vocab_size)
     torch.manual_seed(0)
     stage1 = FlaLlmForSignTranslation(FlaLlmConfig(frame_sample_rate=args.frame_sample_rate))  # ResNet-18 shape
-    language_model = MBartForConditionalGeneration(MBartConfig(
-        **LANGUAGE_MODELS[args.lm], vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.eos_token_id, max_position_embeddings=1024))
+    language_model = MBartForConditionalGeneration(
+        MBartConfig(
+            **LANGUAGE_MODELS[args.lm],
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.eos_token_id,
+            max_position_embeddings=1024,
+        )
+    )
     model = FlaLlmForSignTranslation.from_stage1(stage1, language_model=language_model)
-    video_processor = FlaLlmVideoProcessor(frame_sample_rate=args.frame_sample_rate, size=args.size, crop_size=args.crop_size)
+    video_processor = FlaLlmVideoProcessor(
+        frame_sample_rate=args.frame_sample_rate, size=args.size, crop_size=args.crop_size
+    )
     return model, FlaLlmProcessor(video_processor=video_processor, tokenizer=tokenizer)
 
 
 def make_loader(accelerator, rows, collator, args):
     sampler = EpochShuffleSampler(len(rows), seed=0)
     collate = SeededCollator(collator, seed=0)
-    loader = accelerator.prepare(DataLoader(rows, batch_size=args.batch_size, sampler=sampler, collate_fn=collate,
-                                            num_workers=args.num_workers))
+    loader = accelerator.prepare(
+        DataLoader(rows, batch_size=args.batch_size, sampler=sampler, collate_fn=collate, num_workers=args.num_workers)
+    )
     return loader, collate
 
 
 PHASES = ("data", "forward", "backward", "optimizer")
 
 
-def time_epoch(accelerator, model, optimizer, loader, collate, epoch: int, phases: dict | None = None,
-               bf16: bool = False) -> tuple[float, int]:
+def time_epoch(
+    accelerator, model, optimizer, loader, collate, epoch: int, phases: dict | None = None, bf16: bool = False
+) -> tuple[float, int]:
     """Seconds and sampled frames of one training epoch; `phases` (if given) accumulates seconds per phase."""
     loader.set_epoch(epoch)
     collate.set_epoch(epoch)
@@ -120,13 +152,21 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (0: decode in the main process)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--bf16", action="store_true", help="train both modes under bf16 autocast (a mixed-precision run)")
+    parser.add_argument(
+        "--bf16", action="store_true", help="train both modes under bf16 autocast (a mixed-precision run)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     workdir = Path(tempfile.mkdtemp(prefix="bench_stage2_cache_"))
-    corpus = load_sign_dataset("synthetic", cache_dir=str(workdir / "data"), num_train=args.num_train, num_validation=0,
-                               num_test=0, resolution=args.resolution)
+    corpus = load_sign_dataset(
+        "synthetic",
+        cache_dir=str(workdir / "data"),
+        num_train=args.num_train,
+        num_validation=0,
+        num_test=0,
+        resolution=args.resolution,
+    )
     train = corpus["train"]
     model, processor = build(args, list(train["text"]))
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
@@ -135,12 +175,23 @@ def main() -> None:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     start = time.perf_counter()
-    rows = load_or_compute(accelerator.unwrap_model(model), processor.video_processor, train, "train",
-                           SignTranslationCollator(processor, training=False), workdir / "cache", args.batch_size,
-                           accelerator.device, accelerator, args.num_workers)
+    rows = load_or_compute(
+        accelerator.unwrap_model(model),
+        processor.video_processor,
+        train,
+        "train",
+        SignTranslationCollator(processor, training=False),
+        workdir / "cache",
+        args.batch_size,
+        accelerator.device,
+        accelerator,
+        args.num_workers,
+    )
     build_time = time.perf_counter() - start
-    modes = {"video": make_loader(accelerator, train, SignTranslationCollator(processor, training=True), args),
-             "cache": make_loader(accelerator, rows, FeatureCollator(processor), args)}
+    modes = {
+        "video": make_loader(accelerator, train, SignTranslationCollator(processor, training=True), args),
+        "cache": make_loader(accelerator, rows, FeatureCollator(processor), args),
+    }
     steps = len(modes["video"][0])
     # A short untimed warm-up (optimizer states, allocator), then the modes alternate epoch by epoch,
     # so that a change in machine load hits both alike.
@@ -150,8 +201,9 @@ def main() -> None:
     phases = {mode: dict.fromkeys(PHASES, 0.0) for mode in modes}
     for epoch in range(args.epochs):
         for mode, (loader, collate) in modes.items():
-            seconds, frame_counts[mode] = time_epoch(accelerator, model, optimizer, loader, collate, epoch, phases[mode],
-                                                     bf16=args.bf16)
+            seconds, frame_counts[mode] = time_epoch(
+                accelerator, model, optimizer, loader, collate, epoch, phases[mode], bf16=args.bf16
+            )
             times[mode].append(seconds)
     video_times, cache_times = times["video"], times["cache"]
     frames, cache_frames = frame_counts["video"], frame_counts["cache"]
@@ -159,31 +211,57 @@ def main() -> None:
     video_epoch, cache_epoch = statistics.mean(video_times), statistics.mean(cache_times)
     saved = video_epoch - cache_epoch
     results = {
-        "device": str(accelerator.device), "threads": args.threads, "load_average_1min": os.getloadavg()[0],
+        "device": str(accelerator.device),
+        "threads": args.threads,
+        "load_average_1min": os.getloadavg()[0],
         "cpu": platform.processor() or platform.machine(),
-        "lm": args.lm, "trainable_parameters": trainable, "num_train": args.num_train, "batch_size": args.batch_size,
-        "crop_size": args.crop_size, "frames_per_epoch": frames, "cached_frames_per_epoch": cache_frames,
+        "lm": args.lm,
+        "trainable_parameters": trainable,
+        "num_train": args.num_train,
+        "batch_size": args.batch_size,
+        "crop_size": args.crop_size,
+        "frames_per_epoch": frames,
+        "cached_frames_per_epoch": cache_frames,
         "steps_per_epoch": steps,
-        "video_epoch_s": video_times, "cache_epoch_s": cache_times, "cache_build_s": build_time,
-        "speedup": video_epoch / cache_epoch, "break_even_epochs": build_time / saved if saved > 0 else None,
+        "video_epoch_s": video_times,
+        "cache_epoch_s": cache_times,
+        "cache_build_s": build_time,
+        "speedup": video_epoch / cache_epoch,
+        "break_even_epochs": build_time / saved if saved > 0 else None,
     }
-    print(f"\nStage-2 epoch{' (bf16 autocast)' if args.bf16 else ''}, {args.num_train} clips (~{frames} sampled frames at {args.crop_size}px), batch {args.batch_size}, "
-          f"LM '{args.lm}' ({trainable / 1e6:.1f}M trainable), {accelerator.device}, {args.threads} thread(s), "
-          f"load average {os.getloadavg()[0]:.1f}\n")
-    print(f"| {'mode':<28} | {'one-off (s)':>11} | {'epoch (s)':>9} | {'step (ms)':>9} | {'frames/s':>8} | {'speed-up':>8} |")
+    print(
+        f"\nStage-2 epoch{' (bf16 autocast)' if args.bf16 else ''}, {args.num_train} clips (~{frames} sampled frames at {args.crop_size}px), batch {args.batch_size}, "
+        f"LM '{args.lm}' ({trainable / 1e6:.1f}M trainable), {accelerator.device}, {args.threads} thread(s), "
+        f"load average {os.getloadavg()[0]:.1f}\n"
+    )
+    print(
+        f"| {'mode':<28} | {'one-off (s)':>11} | {'epoch (s)':>9} | {'step (ms)':>9} | {'frames/s':>8} | {'speed-up':>8} |"
+    )
     print(f"|{'-' * 30}|{'-' * 13}|{'-' * 11}|{'-' * 11}|{'-' * 10}|{'-' * 10}|")
-    for name, one_off, epoch, count in (("videos (no cache)", 0.0, video_epoch, frames),
-                                        ("cached features", build_time, cache_epoch, cache_frames)):
-        print(f"| {name:<28} | {one_off:>11.1f} | {epoch:>9.2f} | {1000 * epoch / steps:>9.0f} | {count / epoch:>8.0f} | "
-              f"{video_epoch / epoch:>7.2f}x |")
-    print("\nWhere a step goes (ms per step, mean over the timed epochs): "
-          + "; ".join(f"{mode}: " + ", ".join(f"{phase} {1000 * value / (steps * args.epochs):.0f}"
-                                              for phase, value in phases[mode].items()) for mode in modes))
-    results["phases_ms"] = {mode: {phase: 1000 * value / (steps * args.epochs) for phase, value in phases[mode].items()}
-                            for mode in modes}
+    for name, one_off, epoch, count in (
+        ("videos (no cache)", 0.0, video_epoch, frames),
+        ("cached features", build_time, cache_epoch, cache_frames),
+    ):
+        print(
+            f"| {name:<28} | {one_off:>11.1f} | {epoch:>9.2f} | {1000 * epoch / steps:>9.0f} | {count / epoch:>8.0f} | "
+            f"{video_epoch / epoch:>7.2f}x |"
+        )
+    print(
+        "\nWhere a step goes (ms per step, mean over the timed epochs): "
+        + "; ".join(
+            f"{mode}: "
+            + ", ".join(f"{phase} {1000 * value / (steps * args.epochs):.0f}" for phase, value in phases[mode].items())
+            for mode in modes
+        )
+    )
+    results["phases_ms"] = {
+        mode: {phase: 1000 * value / (steps * args.epochs) for phase, value in phases[mode].items()} for mode in modes
+    }
     if results["break_even_epochs"] is not None:
-        print(f"\nThe cache pays for itself after {results['break_even_epochs']:.2f} epoch(s) "
-              "(it is built once per encoder and reused by later runs).")
+        print(
+            f"\nThe cache pays for itself after {results['break_even_epochs']:.2f} epoch(s) "
+            "(it is built once per encoder and reused by later runs)."
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -50,7 +50,9 @@ def parse_variant(name: str) -> set[str]:
     tokens = set(name.split("+"))
     unknown = tokens - VARIANT_TOKENS
     if unknown:
-        raise ValueError(f"unknown variant token(s) {sorted(unknown)} in {name!r}: expected names from {sorted(VARIANT_TOKENS)} joined by '+'")
+        raise ValueError(
+            f"unknown variant token(s) {sorted(unknown)} in {name!r}: expected names from {sorted(VARIANT_TOKENS)} joined by '+'"
+        )
     return tokens - {"eager"}
 
 
@@ -156,18 +158,22 @@ def run_config(spec: dict) -> dict:
             times.append(time.perf_counter() - start)
     cpu_per_step = (time.process_time() - cpu_start) / max(1, len(times))
     median = statistics.median(times)
-    result.update({
-        "first_step_s": round(warmup_times[0], 2) if warmup_times else None,
-        "step_s": round(median, 3), "step_min_s": round(min(times), 3), "steps": len(times),
-        "frames_per_s": round(batch * frames / median, 2),
-        "frames_per_s_best": round(batch * frames / min(times), 2),
-        # CPU seconds of this process per step (all threads): less sensitive to other load than wall time.
-        "cpu_s_per_step": round(cpu_per_step, 2),
-        "cpu_share": round(cpu_per_step / (median * spec["threads"]), 2) if device.type == "cpu" else None,
-        "rss_after_build_gib": round(rss_before / bu.GIB, 3),
-        "peak_rss_gib": round(max(bu.peak_rss_bytes(), window.peak) / bu.GIB, 3),
-        "model_tflops_per_s": round(result["train_flops_per_step"] / median / 1e12, 4),
-    })
+    result.update(
+        {
+            "first_step_s": round(warmup_times[0], 2) if warmup_times else None,
+            "step_s": round(median, 3),
+            "step_min_s": round(min(times), 3),
+            "steps": len(times),
+            "frames_per_s": round(batch * frames / median, 2),
+            "frames_per_s_best": round(batch * frames / min(times), 2),
+            # CPU seconds of this process per step (all threads): less sensitive to other load than wall time.
+            "cpu_s_per_step": round(cpu_per_step, 2),
+            "cpu_share": round(cpu_per_step / (median * spec["threads"]), 2) if device.type == "cpu" else None,
+            "rss_after_build_gib": round(rss_before / bu.GIB, 3),
+            "peak_rss_gib": round(max(bu.peak_rss_bytes(), window.peak) / bu.GIB, 3),
+            "model_tflops_per_s": round(result["train_flops_per_step"] / median / 1e12, 4),
+        }
+    )
     if device.type == "cuda":
         result["gpu_peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / bu.GIB, 3)
         result["gpu"] = torch.cuda.get_device_name()
@@ -181,19 +187,35 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="224,112", help="frame sizes in pixels, comma-separated (default 224,112)")
     parser.add_argument("--batch", type=int, default=8, help="videos per step (default 8, the paper's stage-1 batch)")
-    parser.add_argument("--frames", type=int, default=16, help="sampled frames per video (default 16; see the docstring)")
+    parser.add_argument(
+        "--frames", type=int, default=16, help="sampled frames per video (default 16; see the docstring)"
+    )
     parser.add_argument("--label-length", type=int, default=24, help="target tokens per video (default 24)")
     parser.add_argument("--vocab-size", type=int, default=3000, help="trimmed vocabulary (default 3000)")
-    parser.add_argument("--variants", default="eager",
-                        help="comma-separated; each a '+'-join of eager, channels_last, bf16, compile (default eager)")
+    parser.add_argument(
+        "--variants",
+        default="eager",
+        help="comma-separated; each a '+'-join of eager, channels_last, bf16, compile (default eager)",
+    )
     parser.add_argument("--bf16", action="store_true", help="add bf16 autocast to every variant")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1; compile happens here)")
-    parser.add_argument("--steps", type=int, default=1, help="timed steps; the median is reported (default 1; use 3+ on a quiet machine)")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="run every variant this many times, alternating the order; the fastest run is kept (default 1)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=1,
+        help="timed steps; the median is reported (default 1; use 3+ on a quiet machine)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every variant this many times, alternating the order; the fastest run is kept (default 1)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads on the CPU (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--peak-tflops", type=float, help="device peak for MFU (default: bf16 dense peak of known GPUs)")
+    parser.add_argument(
+        "--peak-tflops", type=float, help="device peak for MFU (default: bf16 dense peak of known GPUs)"
+    )
     parser.add_argument("--child-timeout", type=float, default=1800, help="seconds per configuration (default 1800)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
@@ -202,8 +224,6 @@ def main(argv=None) -> int:
     if args._child:
         print(json.dumps(run_config(json.loads(args._child))))
         return 0
-
-    import torch
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if args.bf16:
@@ -219,9 +239,18 @@ def main(argv=None) -> int:
             # Odd rounds run the variants in reverse (A B B A ...): a load change on the shared
             # machine then biases no variant; each variant keeps its fastest round.
             for variant in variants if round_index % 2 == 0 else variants[::-1]:
-                spec = {"size": size, "variant": variant, "batch": args.batch, "frames": args.frames, "threads": args.threads,
-                        "label_length": args.label_length, "vocab_size": args.vocab_size, "device": args.device,
-                        "warmup": args.warmup, "steps": args.steps}
+                spec = {
+                    "size": size,
+                    "variant": variant,
+                    "batch": args.batch,
+                    "frames": args.frames,
+                    "threads": args.threads,
+                    "label_length": args.label_length,
+                    "vocab_size": args.vocab_size,
+                    "device": args.device,
+                    "warmup": args.warmup,
+                    "steps": args.steps,
+                }
                 print(f"# running {size} px, {variant} (round {round_index + 1}) ...", file=sys.stderr, flush=True)
                 result = bu.run_child([__file__, "--_child", json.dumps(spec)], timeout=args.child_timeout)
                 row = {**spec, **result, "load_average": bu.load_average(), "rounds": round_index + 1}
@@ -229,7 +258,9 @@ def main(argv=None) -> int:
                 if peak and "model_tflops_per_s" in result:
                     row["mfu_percent"] = round(100 * result["model_tflops_per_s"] / peak, 2)
                 previous = best.get(variant)
-                if previous is None or ("step_s" in row and ("step_s" not in previous or row["step_s"] < previous["step_s"])):
+                if previous is None or (
+                    "step_s" in row and ("step_s" not in previous or row["step_s"] < previous["step_s"])
+                ):
                     best[variant] = {**row, "rounds": round_index + 1}
                 else:
                     previous["rounds"] = round_index + 1
@@ -241,18 +272,34 @@ def main(argv=None) -> int:
                 row["speedup_vs_first"] = round(base["step_s"] / row["step_s"], 2)
     info["load_average_end"] = bu.load_average()
 
-    print(f"\nstage-1 training step: batch {args.batch} x {args.frames} sampled frames, {args.label_length} target tokens, "
-          f"vocab {args.vocab_size}, device {args.device}, {args.threads} threads")
+    print(
+        f"\nstage-1 training step: batch {args.batch} x {args.frames} sampled frames, {args.label_length} target tokens, "
+        f"vocab {args.vocab_size}, device {args.device}, {args.threads} threads"
+    )
     for row in rows:
         if "train_flops_per_video" in row:
             row["gflops_per_frame"] = round(row["train_flops_per_step"] / (args.batch * args.frames) / 1e9, 2)
             row["backbone_fwd_gflops_per_frame"] = round(row["backbone_fwd_flops_per_frame"] / 1e9, 3)
-    columns = [("size", "px"), ("variant", "variant"), ("step_s", "step s (median)"), ("step_min_s", "min s"),
-               ("first_step_s", "first step s"), ("frames_per_s", "frames/s"), ("frames_per_s_best", "frames/s best"),
-               ("cpu_s_per_step", "CPU s/step"), ("cpu_share", "CPU share"), ("speedup_vs_first", "x vs first"),
-               ("peak_rss_gib", "peak RSS GiB"), ("saved_activations_gib", "saved activations GiB"),
-               ("gflops_per_frame", "train GFLOP/frame"), ("backbone_fwd_gflops_per_frame", "ResNet fwd GFLOP/frame"),
-               ("model_tflops_per_s", "model TFLOP/s"), ("load_average", "load avg after"), ("rounds", "runs"), ("error", "error")]
+    columns = [
+        ("size", "px"),
+        ("variant", "variant"),
+        ("step_s", "step s (median)"),
+        ("step_min_s", "min s"),
+        ("first_step_s", "first step s"),
+        ("frames_per_s", "frames/s"),
+        ("frames_per_s_best", "frames/s best"),
+        ("cpu_s_per_step", "CPU s/step"),
+        ("cpu_share", "CPU share"),
+        ("speedup_vs_first", "x vs first"),
+        ("peak_rss_gib", "peak RSS GiB"),
+        ("saved_activations_gib", "saved activations GiB"),
+        ("gflops_per_frame", "train GFLOP/frame"),
+        ("backbone_fwd_gflops_per_frame", "ResNet fwd GFLOP/frame"),
+        ("model_tflops_per_s", "model TFLOP/s"),
+        ("load_average", "load avg after"),
+        ("rounds", "runs"),
+        ("error", "error"),
+    ]
     if args.device.startswith("cuda"):
         columns.insert(8, ("gpu_peak_allocated_gib", "GPU peak alloc GiB"))
         columns.insert(-2, ("mfu_percent", "MFU %"))

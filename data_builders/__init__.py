@@ -1,10 +1,10 @@
 """Sign language corpora as `datasets` objects with one shared schema, plus video decoding.
 
-    from data_builders import load_sign_dataset, decode_video
-    dataset = load_sign_dataset("synthetic")                  # or phoenix14t / csl_daily / how2sign + data_dir
-    example = dataset["train"][0]                              # id, text, gloss, signer, num_frames, fps, video
-    frames = decode_video(example["video"], indices=[0, 4, 8]) # uint8 (3, H, W, 3)
-    collator = SignTranslationCollator(processor, training=True) # batches for FlaLlmForSignTranslation
+from data_builders import load_sign_dataset, decode_video
+dataset = load_sign_dataset("synthetic")                  # or phoenix14t / csl_daily / how2sign + data_dir
+example = dataset["train"][0]                              # id, text, gloss, signer, num_frames, fps, video
+frames = decode_video(example["video"], indices=[0, 4, 8]) # uint8 (3, H, W, 3)
+collator = SignTranslationCollator(processor, training=True) # batches for FlaLlmForSignTranslation
 """
 
 from .common import COLUMNS, SPLITS, BadSampleError, prepared_features, raw_features

@@ -27,8 +27,14 @@ class SignTranslationCollator:
     pop it before calling the model.
     """
 
-    def __init__(self, processor, training: bool = False, with_labels: bool = True, max_target_length: int | None = None,
-                 return_ids: bool = False):
+    def __init__(
+        self,
+        processor,
+        training: bool = False,
+        with_labels: bool = True,
+        max_target_length: int | None = None,
+        return_ids: bool = False,
+    ):
         self.processor = processor
         self.video_processor = getattr(processor, "video_processor", processor)
         self.training = training
@@ -47,8 +53,13 @@ class SignTranslationCollator:
             except (ValueError, OSError) as error:
                 raise type(error)(f"example {example.get('id', '?')}: {error}") from None
         if self.with_labels:
-            batch = self.processor(videos=videos, text=[example["text"] for example in examples], training=self.training,
-                                   max_target_length=self.max_target_length, do_sample_frames=False)
+            batch = self.processor(
+                videos=videos,
+                text=[example["text"] for example in examples],
+                training=self.training,
+                max_target_length=self.max_target_length,
+                do_sample_frames=False,
+            )
         elif self.video_processor is self.processor:
             batch = self.processor(videos, training=self.training, do_sample_frames=False)
         else:
@@ -80,8 +91,14 @@ def build_dataloader(
     collator = SignTranslationCollator(processor, training=training, **collator_options)
     shuffle = training if shuffle is None else shuffle
     pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-    common = dict(batch_size=batch_size, collate_fn=collator, num_workers=num_workers, pin_memory=pin_memory,
-                  drop_last=drop_last, persistent_workers=num_workers > 0)
+    common = dict(
+        batch_size=batch_size,
+        collate_fn=collator,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+        persistent_workers=num_workers > 0,
+    )
     if isinstance(dataset, datasets.IterableDataset):
         if shuffle:
             dataset = dataset.shuffle(seed=seed, buffer_size=max(100, 10 * batch_size))

@@ -13,9 +13,10 @@ import hashlib
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import datasets
 import numpy as np
@@ -50,15 +51,20 @@ def directory_lock(directory: str | os.PathLike, command: str):
             holder = owner.read_text(encoding="utf-8").strip()
         except OSError:
             holder = "another process"
-        raise DirectoryInUseError(f"{directory} is in use by {holder}: two runs writing into one folder would overwrite "
-                                  "each other's files. Wait for that run to end, or choose another output directory.") from None
+        raise DirectoryInUseError(
+            f"{directory} is in use by {holder}: two runs writing into one folder would overwrite "
+            "each other's files. Wait for that run to end, or choose another output directory."
+        ) from None
     try:
-        owner.write_text(f"`{command}` (pid {os.getpid()} on {socket.gethostname()}, since "
-                         f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n", encoding="utf-8")
+        owner.write_text(
+            f"`{command}` (pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n",
+            encoding="utf-8",
+        )
         yield directory
     finally:
         owner.unlink(missing_ok=True)
         lock.release()
+
 
 logger = logging.getLogger(__name__)
 
@@ -221,9 +227,13 @@ def find_root(data_dir: str | os.PathLike | None, corpus: str, marker: str, inne
         raise ValueError(f"{corpus}: data_dir is required (the folder of the release, which holds {marker})")
     base = Path(data_dir).expanduser().resolve()
     if not base.exists():
-        raise FileNotFoundError(f"{corpus}: data_dir {base} does not exist; expected the release folder holding {marker}")
+        raise FileNotFoundError(
+            f"{corpus}: data_dir {base} does not exist; expected the release folder holding {marker}"
+        )
     if not base.is_dir():
-        raise NotADirectoryError(f"{corpus}: data_dir {base} is not a folder; expected the release folder holding {marker}")
+        raise NotADirectoryError(
+            f"{corpus}: data_dir {base} is not a folder; expected the release folder holding {marker}"
+        )
     candidates = [base, *(base / sub for sub in inner), *base.parents[:3]]
     for candidate in candidates:
         if (candidate / marker).is_file():
@@ -248,8 +258,9 @@ def list_frames(folder: Path, extensions: tuple[str, ...], sample: str) -> list[
     except NotADirectoryError:
         raise BadSampleError(sample, f"{folder} is not a folder of frames", reason="samples without frames") from None
     except OSError as error:  # a symlink loop, no permission, an I/O error
-        raise BadSampleError(sample, f"frame folder {folder} cannot be read ({error.strerror})",
-                             reason="unreadable frame folders") from None
+        raise BadSampleError(
+            sample, f"frame folder {folder} cannot be read ({error.strerror})", reason="unreadable frame folders"
+        ) from None
     if not names:
         raise BadSampleError(
             sample, f"frame folder {folder} holds no {'/'.join(extensions)} files", reason="samples without frames"
@@ -260,8 +271,11 @@ def list_frames(folder: Path, extensions: tuple[str, ...], sample: str) -> list[
 def check_sample_name(name: str, sample: str) -> None:
     """A sample name becomes a path component of the release: refuse one that would leave its folder (`../x`)."""
     if "/" in name or "\\" in name or name in (".", ".."):
-        raise BadSampleError(sample, f"sample name {name!r} is not a plain file name (it would point outside the "
-                                     "release's frame folder)", reason="rows with an unsafe name")
+        raise BadSampleError(
+            sample,
+            f"sample name {name!r} is not a plain file name (it would point outside the release's frame folder)",
+            reason="rows with an unsafe name",
+        )
 
 
 def check_frame_indices(indices: Sequence[int] | np.ndarray | None, num_frames: int, source: str) -> np.ndarray:
@@ -272,9 +286,10 @@ def check_frame_indices(indices: Sequence[int] | np.ndarray | None, num_frames: 
         return np.arange(num_frames)
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     if indices.size and (indices.min() < 0 or indices.max() >= num_frames):
-        raise ValueError(f"{source}: frame indices {indices.min()}..{indices.max()} out of range for {num_frames} frames")
+        raise ValueError(
+            f"{source}: frame indices {indices.min()}..{indices.max()} out of range for {num_frames} frames"
+        )
     return indices
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,12 +325,19 @@ class SignCorpusBuilder(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [SignCorpusConfig(name="default", version=datasets.Version("1.0.0"))]
     DEFAULT_CONFIG_NAME = "default"
 
-    CORPUS = ""
+    # Facts about the corpus: the one place the dataset card (`prepare`), the model card and evaluation read them.
+    CORPUS = ""  # the name `load_sign_dataset` knows it by
+    PRETTY_NAME = ""
     DESCRIPTION = ""
     HOMEPAGE = ""
-    LICENSE = ""
+    LICENSE = ""  # Hub licence id: the corpus' terms, which trained weights inherit by default
     CITATION = ""
-    LANGUAGE = ""
+    LANGUAGE = ""  # spoken target language, ISO 639-1
+    SPOKEN_LANGUAGE = ""  # its name
+    SIGN_LANGUAGE = ""
+    SIGN_LANGUAGE_CODE: str | None = None  # ISO 639-3, for Hub metadata
+    DOMAIN = ""  # what the sentences are about
+    LIMITATIONS = ""  # the caveat a model card trained on it carries
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("hash", _source_hash())

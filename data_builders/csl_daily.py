@@ -16,14 +16,44 @@ import io
 import pickle
 from pathlib import Path
 
-from .common import BadSampleError, SignCorpusBuilder, SkipLog, check_sample_name, find_root, list_frames, read_table, video_reference
+from .common import (
+    BadSampleError,
+    SignCorpusBuilder,
+    SkipLog,
+    check_sample_name,
+    find_root,
+    list_frames,
+    read_table,
+    video_reference,
+)
 
 SPLIT_NAMES = {"train": "train", "dev": "validation", "test": "test"}
-_SAFE_GLOBALS = {
-    ("builtins", name) for name in ("dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray", "int", "float", "complex", "bool")
-} | {("__builtin__", name) for name in ("dict", "list", "tuple", "set", "frozenset", "unicode", "str", "int", "long", "float", "bool")} | {
-    ("_codecs", "encode")  # how protocol-2 pickles write bytes
-}
+_SAFE_GLOBALS = (
+    {
+        ("builtins", name)
+        for name in (
+            "dict",
+            "list",
+            "tuple",
+            "set",
+            "frozenset",
+            "str",
+            "bytes",
+            "bytearray",
+            "int",
+            "float",
+            "complex",
+            "bool",
+        )
+    }
+    | {
+        ("__builtin__", name)
+        for name in ("dict", "list", "tuple", "set", "frozenset", "unicode", "str", "int", "long", "float", "bool")
+    }
+    | {
+        ("_codecs", "encode")  # how protocol-2 pickles write bytes
+    }
+)
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -55,7 +85,9 @@ def load_plain_pickle(path: str | Path):
     except ValueError:
         raise
     except Exception as error:  # truncated or not a pickle at all
-        raise ValueError(f"{path}: could not read the pickle ({type(error).__name__}: {error}); expected csl2020ct_v2.pkl") from None
+        raise ValueError(
+            f"{path}: could not read the pickle ({type(error).__name__}: {error}); expected csl2020ct_v2.pkl"
+        ) from None
 
 
 class CslDailyBuilder(SignCorpusBuilder):
@@ -64,6 +96,15 @@ class CslDailyBuilder(SignCorpusBuilder):
     HOMEPAGE = "https://ustc-slr.github.io/datasets/2021_csl_daily/"
     LICENSE = "other"
     LANGUAGE = "zh"
+    PRETTY_NAME = "CSL-Daily"
+    SPOKEN_LANGUAGE = "Chinese"
+    SIGN_LANGUAGE = "Chinese Sign Language (CSL)"
+    SIGN_LANGUAGE_CODE = "csl"
+    DOMAIN = "daily-life conversation"
+    LIMITATIONS = (
+        "CSL-Daily is released for non-commercial research only, by 10 signers in a lab "
+        "setting; scores are character-level BLEU."
+    )
     FPS = 30.0
     CITATION = """@inproceedings{zhou2021improving,
   title = {Improving Sign Language Translation with Monolingual Data by Sign Back-Translation},
@@ -79,13 +120,25 @@ class CslDailyBuilder(SignCorpusBuilder):
     def _labels(self, path: Path, skip_log: SkipLog) -> dict[str, dict]:
         labels = load_plain_pickle(path)
         if not isinstance(labels, dict) or not isinstance(labels.get("info"), list):
-            raise ValueError(f"{path}: expected a dict with an 'info' list of samples, got {type(labels).__name__}"
-                             + (f" with keys {sorted(labels)[:8]}" if isinstance(labels, dict) else ""))
+            raise ValueError(
+                f"{path}: expected a dict with an 'info' list of samples, got {type(labels).__name__}"
+                + (f" with keys {sorted(labels)[:8]}" if isinstance(labels, dict) else "")
+            )
         by_name = {}
         for index, info in enumerate(labels["info"]):
             where = f"{path} info[{index}]"
-            if not isinstance(info, dict) or not isinstance(info.get("name"), str) or not isinstance(info.get("label_char"), list):
-                skip_log.handle(BadSampleError(where, "expected a dict with 'name' (str) and 'label_char' (list)", reason="malformed label entries"))
+            if (
+                not isinstance(info, dict)
+                or not isinstance(info.get("name"), str)
+                or not isinstance(info.get("label_char"), list)
+            ):
+                skip_log.handle(
+                    BadSampleError(
+                        where,
+                        "expected a dict with 'name' (str) and 'label_char' (list)",
+                        reason="malformed label entries",
+                    )
+                )
                 continue
             by_name[info["name"]] = info
         return by_name
@@ -95,7 +148,9 @@ class CslDailyBuilder(SignCorpusBuilder):
         label_dir = root / "sentence_label"
         frames_root = root / "sentence" / "frames_512x512"
         if not frames_root.is_dir():
-            raise FileNotFoundError(f"csl_daily: frame folder {frames_root} not found; expected sentence/frames_512x512/<name>/*.jpg")
+            raise FileNotFoundError(
+                f"csl_daily: frame folder {frames_root} not found; expected sentence/frames_512x512/<name>/*.jpg"
+            )
         skip_log = SkipLog("csl_daily labels", self.config.skip_bad_samples)
         labels = self._labels(label_dir / "csl2020ct_v2.pkl", skip_log)
         split_path = label_dir / "split_1.txt"
@@ -104,7 +159,13 @@ class CslDailyBuilder(SignCorpusBuilder):
         for row in read_table(split_path, "|", ("name", "split"), skip_log):
             name, split = row["name"], SPLIT_NAMES.get(row["split"])
             if split is None:
-                skip_log.handle(BadSampleError(row["_line"], f"split {row['split']!r} is not one of train/dev/test", reason="rows with an unknown split"))
+                skip_log.handle(
+                    BadSampleError(
+                        row["_line"],
+                        f"split {row['split']!r} is not one of train/dev/test",
+                        reason="rows with an unknown split",
+                    )
+                )
                 continue
             try:
                 check_sample_name(name, row["_line"])
@@ -112,20 +173,30 @@ class CslDailyBuilder(SignCorpusBuilder):
                 skip_log.handle(error)
                 continue
             if name not in labels:
-                skip_log.handle(BadSampleError(row["_line"], f"sample {name!r} has no entry in csl2020ct_v2.pkl", reason="samples without labels"))
+                skip_log.handle(
+                    BadSampleError(
+                        row["_line"],
+                        f"sample {name!r} has no entry in csl2020ct_v2.pkl",
+                        reason="samples without labels",
+                    )
+                )
                 continue
             if name in seen:
-                skip_log.handle(BadSampleError(row["_line"], f"sample {name!r} is listed twice", reason="rows with a repeated name"))
+                skip_log.handle(
+                    BadSampleError(row["_line"], f"sample {name!r} is listed twice", reason="rows with a repeated name")
+                )
                 continue
             seen.add(name)
             info = labels[name]
-            rows[split].append({
-                "name": name,
-                "text": "".join(map(str, info["label_char"])),
-                "gloss": " ".join(map(str, info.get("label_gloss") or [])),
-                "_frames_dir": str(frames_root / name),
-                "_line": row["_line"],
-            })
+            rows[split].append(
+                {
+                    "name": name,
+                    "text": "".join(map(str, info["label_char"])),
+                    "gloss": " ".join(map(str, info.get("label_gloss") or [])),
+                    "_frames_dir": str(frames_root / name),
+                    "_line": row["_line"],
+                }
+            )
         skip_log.log_summary()
         return rows
 

@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import BadSampleError, SignCorpusBuilder, SkipLog, check_sample_name, find_root, read_table, video_reference
+from .common import (
+    BadSampleError,
+    SignCorpusBuilder,
+    SkipLog,
+    check_sample_name,
+    find_root,
+    read_table,
+    video_reference,
+)
 from .video_io import probe_video
 
 SPLIT_NAMES = {"train": "train", "validation": "val", "test": "test"}
@@ -26,6 +34,15 @@ class How2SignBuilder(SignCorpusBuilder):
     HOMEPAGE = "https://how2sign.github.io/"
     LICENSE = "cc-by-nc-4.0"
     LANGUAGE = "en"
+    PRETTY_NAME = "How2Sign"
+    SPOKEN_LANGUAGE = "English"
+    SIGN_LANGUAGE = "American Sign Language (ASL)"
+    SIGN_LANGUAGE_CODE = "ase"
+    DOMAIN = "instructional videos"
+    LIMITATIONS = (
+        "How2Sign has a large open vocabulary and few examples per word; translations "
+        "are often only topically related to the signing (BLEU-4 around 10 in the literature)."
+    )
     CITATION = """@inproceedings{duarte2021how2sign,
   title = {How2Sign: A Large-scale Multimodal Dataset for Continuous American Sign Language},
   author = {Duarte, Amanda and Palaskar, Shruti and Ventura, Lucas and Ghadiyaram, Deepti and DeHaan, Kenneth and Metze, Florian and Torres, Jordi and Giro-i-Nieto, Xavier},
@@ -44,7 +61,9 @@ class How2SignBuilder(SignCorpusBuilder):
             path = root / f"how2sign_realigned_{name}.csv"
             clips = root / f"{name}_rgb_front_clips" / "raw_videos"
             if not clips.is_dir():
-                raise FileNotFoundError(f"how2sign: clip folder {clips} not found; expected {name}_rgb_front_clips/raw_videos/<SENTENCE_NAME>.mp4")
+                raise FileNotFoundError(
+                    f"how2sign: clip folder {clips} not found; expected {name}_rgb_front_clips/raw_videos/<SENTENCE_NAME>.mp4"
+                )
             skip_log = SkipLog(f"how2sign {path.name}", self.config.skip_bad_samples)
             seen: set[str] = set()
             rows[split] = []
@@ -55,7 +74,13 @@ class How2SignBuilder(SignCorpusBuilder):
                     skip_log.handle(error)
                     continue
                 if not row["SENTENCE_NAME"] or row["SENTENCE_NAME"] in seen:
-                    skip_log.handle(BadSampleError(row["_line"], f"SENTENCE_NAME {row['SENTENCE_NAME']!r} is empty or repeated", reason="rows with a repeated name"))
+                    skip_log.handle(
+                        BadSampleError(
+                            row["_line"],
+                            f"SENTENCE_NAME {row['SENTENCE_NAME']!r} is empty or repeated",
+                            reason="rows with a repeated name",
+                        )
+                    )
                     continue
                 seen.add(row["SENTENCE_NAME"])
                 rows[split].append({**row, "_video": str(clips / f"{row['SENTENCE_NAME']}.mp4")})

@@ -24,12 +24,20 @@ BUILDERS: dict[str, type[SignCorpusBuilder]] = {
 }
 
 
-def get_builder(name: str, data_dir: str | os.PathLike | None = None, cache_dir: str | None = None, **options) -> SignCorpusBuilder:
+def get_builder(
+    name: str, data_dir: str | os.PathLike | None = None, cache_dir: str | None = None, **options
+) -> SignCorpusBuilder:
     """The `datasets` builder of a corpus, configured with `options` (e.g. skip_bad_samples, or the synthetic options)."""
     if name not in BUILDERS:
         raise ValueError(f"unknown corpus {name!r}; expected one of {sorted(BUILDERS)} or a prepared dataset folder")
     builder_class = BUILDERS[name]
-    known = set(builder_class.BUILDER_CONFIG_CLASS.__dataclass_fields__) - {"name", "version", "data_dir", "data_files", "description"}
+    known = set(builder_class.BUILDER_CONFIG_CLASS.__dataclass_fields__) - {
+        "name",
+        "version",
+        "data_dir",
+        "data_files",
+        "description",
+    }
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"{name}: unknown option(s) {unknown}; expected some of {sorted(known)}")
@@ -56,8 +64,10 @@ def check_prepared(folder: str | os.PathLike) -> None:
     try:
         manifest = json.loads((state / COMPLETE_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ValueError(f"{folder} is an incomplete `flallm prepare` output (the run was interrupted, or is still "
-                         f"writing): {resume}") from None
+        raise ValueError(
+            f"{folder} is an incomplete `flallm prepare` output (the run was interrupted, or is still "
+            f"writing): {resume}"
+        ) from None
     except ValueError:
         raise ValueError(f"{folder}: {STATE_DIR}/{COMPLETE_FILE} is corrupt: {resume}") from None
     for file, size in manifest["shards"].items():
@@ -65,8 +75,10 @@ def check_prepared(folder: str | os.PathLike) -> None:
         if not path.is_file():
             raise ValueError(f"{folder}: shard {file} is missing (deleted since `flallm prepare` wrote it): {resume}")
         if path.stat().st_size != size:
-            raise ValueError(f"{folder}: shard {file} has {path.stat().st_size} bytes, {size} when written (truncated or "
-                             f"changed): {resume}")
+            raise ValueError(
+                f"{folder}: shard {file} has {path.stat().st_size} bytes, {size} when written (truncated or "
+                f"changed): {resume}"
+            )
 
 
 def _load_prepared(path: str, streaming: bool, cache_dir: str | None):
@@ -81,15 +93,18 @@ def _load_prepared(path: str, streaming: bool, cache_dir: str | None):
     columns = _columns_of(datasets.load_dataset_builder(path, cache_dir=cache_dir))
     missing = [column for column in COLUMNS if column not in columns]
     if missing:
-        raise ValueError(f"{path}: lacks column(s) {missing}; expected a dataset written by `flallm prepare` "
-                         f"with columns {list(COLUMNS)}")
+        raise ValueError(
+            f"{path}: lacks column(s) {missing}; expected a dataset written by `flallm prepare` "
+            f"with columns {list(COLUMNS)}"
+        )
     features = prepared_features(decode=False)
     try:
         dataset = datasets.load_dataset(path, streaming=streaming, cache_dir=cache_dir, features=features)
     except (ValueError, TypeError, KeyError, datasets.exceptions.DatasetGenerationError) as error:
         cause = error.__cause__ or error
-        raise ValueError(f"{path}: cannot read it as a dataset written by `flallm prepare` "
-                         f"({type(cause).__name__}: {cause})") from None
+        raise ValueError(
+            f"{path}: cannot read it as a dataset written by `flallm prepare` ({type(cause).__name__}: {cause})"
+        ) from None
     for split in SPLITS:
         if split not in dataset:  # `prepare` writes no file for an empty split
             dataset[split] = _empty(features, streaming)
@@ -135,14 +150,19 @@ def load_sign_dataset(
             raise ValueError(f"{name}: options {sorted(options)} apply to raw corpora, not to a prepared dataset")
         if Path(name).is_dir() or ("/" in name and not Path(name).exists() and not name.startswith((".", "/"))):
             return _load_prepared(name, streaming, cache_dir)
-        raise ValueError(f"unknown corpus {name!r}; expected one of {sorted(BUILDERS)} or the folder of a prepared dataset")
+        raise ValueError(
+            f"unknown corpus {name!r}; expected one of {sorted(BUILDERS)} or the folder of a prepared dataset"
+        )
     builder = get_builder(name, data_dir, cache_dir, **options)
     try:
         if streaming:
             return datasets.IterableDatasetDict(builder.as_streaming_dataset())
         if rebuild:  # the old split sizes (read from the cache) must not be checked against the new ones
-            builder.download_and_prepare(num_proc=num_proc, download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD,
-                                         verification_mode=datasets.VerificationMode.NO_CHECKS)
+            builder.download_and_prepare(
+                num_proc=num_proc,
+                download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD,
+                verification_mode=datasets.VerificationMode.NO_CHECKS,
+            )
         else:
             builder.download_and_prepare(num_proc=num_proc)
     except datasets.exceptions.DatasetGenerationError as error:

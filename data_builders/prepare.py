@@ -27,7 +27,16 @@ import pyarrow.parquet as pq
 import yaml
 from tqdm.auto import tqdm
 
-from .common import COMPLETE_FILE, LOCK_FILE, SPLITS, STATE_DIR, BadSampleError, SkipLog, directory_lock, prepared_features
+from .common import (
+    COMPLETE_FILE,
+    LOCK_FILE,
+    SPLITS,
+    STATE_DIR,
+    BadSampleError,
+    SkipLog,
+    directory_lock,
+    prepared_features,
+)
 from .loading import BUILDERS, get_builder
 from .video_io import encode_jpeg, iter_frames, resize_frame
 
@@ -35,8 +44,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_RESOLUTION = 256  # shorter side of stored frames for the real corpora (the processor crops 224 of 256)
 ROWS_PER_GROUP = 8  # examples per parquet row group: small reads for random access
-PRETTY_NAMES = {"phoenix14t": "RWTH-PHOENIX-Weather-2014T", "csl_daily": "CSL-Daily", "how2sign": "How2Sign",
-                "synthetic": "flallm synthetic sign language"}
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -49,24 +56,36 @@ def _shard_plan(rows: dict[str, list[dict]], examples_per_shard: int) -> list[di
     shards = []
     for split in SPLITS:
         split_rows = rows.get(split, [])
-        count = math.ceil(len(split_rows) / examples_per_shard)  # an empty split gets no file (`datasets` cannot load one)
+        count = math.ceil(
+            len(split_rows) / examples_per_shard
+        )  # an empty split gets no file (`datasets` cannot load one)
         for index in range(count):
-            shards.append({
-                "split": split,
-                "file": f"data/{split}-{index:05d}-of-{count:05d}.parquet",
-                "rows": split_rows[index * examples_per_shard:(index + 1) * examples_per_shard],
-            })
+            shards.append(
+                {
+                    "split": split,
+                    "file": f"data/{split}-{index:05d}-of-{count:05d}.parquet",
+                    "rows": split_rows[index * examples_per_shard : (index + 1) * examples_per_shard],
+                }
+            )
     return shards
 
 
 def _encode_example(builder, row: dict, resolution: int | None, quality: int) -> dict:
     example = builder.resolve(row)
     try:  # frame by frame: memory stays at one decoded frame
-        video = [{"bytes": encode_jpeg(resize_frame(frame, resolution), quality), "path": None}
-                 for frame in iter_frames(example["video"])]
+        video = [
+            {"bytes": encode_jpeg(resize_frame(frame, resolution), quality), "path": None}
+            for frame in iter_frames(example["video"])
+        ]
     except (ValueError, OSError) as error:
-        raise BadSampleError(f"{builder.CORPUS} sample {example['id']}", str(error), reason="samples with unreadable frames") from None
-    return {**{key: example[key] for key in ("id", "text", "gloss", "signer", "fps")}, "num_frames": len(video), "video": video}
+        raise BadSampleError(
+            f"{builder.CORPUS} sample {example['id']}", str(error), reason="samples with unreadable frames"
+        ) from None
+    return {
+        **{key: example[key] for key in ("id", "text", "gloss", "signer", "fps")},
+        "num_frames": len(video),
+        "video": video,
+    }
 
 
 def _shard_is_complete(output: Path, file: str) -> bool:
@@ -108,14 +127,22 @@ def _write_shard(job: dict, progress=None) -> dict:
             written += len(buffer)
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
-    report = {"file": job["file"], "examples": written, "bytes": temporary.stat().st_size, "skipped": skip_log.count,
-              "reasons": dict(skip_log.reasons), "first": skip_log.examples}
+    report = {
+        "file": job["file"],
+        "examples": written,
+        "bytes": temporary.stat().st_size,
+        "skipped": skip_log.count,
+        "reasons": dict(skip_log.reasons),
+        "first": skip_log.examples,
+    }
     _atomic_write_text(Path(job["output_dir"]) / STATE_DIR / (Path(job["file"]).name + ".json"), json.dumps(report))
     os.replace(temporary, final)  # the shard becomes visible only once complete
     return report
 
 
-def dataset_card(name: str, split_sizes: dict[str, int], settings: dict, split_bytes: dict[str, int] | None = None) -> str:
+def dataset_card(
+    name: str, split_sizes: dict[str, int], settings: dict, split_bytes: dict[str, int] | None = None
+) -> str:
     """README.md with the YAML `datasets` and the Hub read (features, splits, data files, license)."""
     builder_class = BUILDERS[name]
     features = prepared_features()
@@ -123,16 +150,23 @@ def dataset_card(name: str, split_sizes: dict[str, int], settings: dict, split_b
     metadata = {
         "license": builder_class.LICENSE,
         "language": [builder_class.LANGUAGE],
-        "pretty_name": f"{PRETTY_NAMES[name]} (prepared with flallm)",
+        "pretty_name": f"{builder_class.PRETTY_NAME} (prepared with flallm)",
         "task_categories": ["translation"],
         "tags": ["sign-language", "sign-language-translation", "video", "flallm"],
         "dataset_info": {
             "features": features._to_yaml_list(),
-            "splits": [{"name": split, "num_bytes": (split_bytes or {}).get(split, 0), "num_examples": split_sizes[split]}
-                       for split in present],
+            "splits": [
+                {"name": split, "num_bytes": (split_bytes or {}).get(split, 0), "num_examples": split_sizes[split]}
+                for split in present
+            ],
         },
-        "configs": [{"config_name": "default", "default": True,
-                     "data_files": [{"split": split, "path": f"data/{split}-*"} for split in present]}],
+        "configs": [
+            {
+                "config_name": "default",
+                "default": True,
+                "data_files": [{"split": split, "path": f"data/{split}-*"} for split in present],
+            }
+        ],
     }
     if builder_class.LICENSE == "other":
         metadata["license_name"] = f"{name}-license"
@@ -140,34 +174,57 @@ def dataset_card(name: str, split_sizes: dict[str, int], settings: dict, split_b
     options = {k: v for k, v in settings["options"].items() if k != "skip_bad_samples"}
     resolution = settings["resolution"]
     lines = [
-        "---", yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip(), "---", "",
-        f"# {PRETTY_NAMES[name]}, prepared for sign language translation", "",
-        builder_class.DESCRIPTION, "",
-        *( [f"Source: {builder_class.HOMEPAGE}. Check the original license before redistributing; "
-            "this folder holds re-encoded frames of the original videos.", ""] if builder_class.HOMEPAGE else []),
+        "---",
+        yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip(),
+        "---",
+        "",
+        f"# {builder_class.PRETTY_NAME}, prepared for sign language translation",
+        "",
+        builder_class.DESCRIPTION,
+        "",
+        *(
+            [
+                f"Source: {builder_class.HOMEPAGE}. Check the original license before redistributing; "
+                "this folder holds re-encoded frames of the original videos.",
+                "",
+            ]
+            if builder_class.HOMEPAGE
+            else []
+        ),
         "Written by `flallm prepare` (the `flallm` package). Every example is one signed sentence; "
-        "`video` holds its frames as JPEG images, in order.", "",
-        "| column | content |", "|---|---|",
+        "`video` holds its frames as JPEG images, in order.",
+        "",
+        "| column | content |",
+        "|---|---|",
         "| id | the corpus's own sample name |",
         "| text | the spoken-language sentence (translation target) |",
         "| gloss | the gloss sequence where the corpus has one, else empty |",
         "| signer | the signer id where the corpus gives one, else empty |",
         "| num_frames | number of frames in `video` |",
         "| fps | frames per second of the original video |",
-        "| video | list of frames (JPEG) |", "",
-        "| split | examples |", "|---|---|", *[f"| {split} | {split_sizes[split]} |" for split in SPLITS], "",
-        *(["Empty splits have no data files; `load_sign_dataset` adds them back as empty splits.", ""]
-          if len(present) < len(SPLITS) else []),
+        "| video | list of frames (JPEG) |",
+        "",
+        "| split | examples |",
+        "|---|---|",
+        *[f"| {split} | {split_sizes[split]} |" for split in SPLITS],
+        "",
+        *(
+            ["Empty splits have no data files; `load_sign_dataset` adds them back as empty splits.", ""]
+            if len(present) < len(SPLITS)
+            else []
+        ),
         f"Frames: {'shorter side at most ' + str(resolution) + ' px' if resolution else 'original size'}, "
-        f"JPEG quality {settings['quality']}." + (f" Corpus options: `{json.dumps(options)}`." if options else ""), "",
+        f"JPEG quality {settings['quality']}." + (f" Corpus options: `{json.dumps(options)}`." if options else ""),
+        "",
         "```python",
         "from datasets import load_dataset",
-        "dataset = load_dataset(\"path/or/repo\")               # frames come back as PIL images",
+        'dataset = load_dataset("path/or/repo")               # frames come back as PIL images',
         "",
         "from data_builders import load_sign_dataset, decode_video  # the flallm package",
-        "dataset = load_sign_dataset(\"path/or/repo\")           # frames stay encoded until decoded",
-        "frames = decode_video(dataset[\"train\"][0][\"video\"], indices=[0, 4, 8])",
-        "```", "",
+        'dataset = load_sign_dataset("path/or/repo")           # frames stay encoded until decoded',
+        'frames = decode_video(dataset["train"][0]["video"], indices=[0, 4, 8])',
+        "```",
+        "",
     ]
     if builder_class.CITATION:
         lines += ["## Citation", "", "```bibtex", builder_class.CITATION, "```", ""]
@@ -194,7 +251,9 @@ def prepare_dataset(
     if name not in BUILDERS:
         raise ValueError(f"unknown corpus {name!r}; expected one of {sorted(BUILDERS)}")
     if examples_per_shard < 1 or not 1 <= jpeg_quality <= 100:
-        raise ValueError(f"examples_per_shard={examples_per_shard} must be >= 1 and jpeg_quality={jpeg_quality} in 1..100")
+        raise ValueError(
+            f"examples_per_shard={examples_per_shard} must be >= 1 and jpeg_quality={jpeg_quality} in 1..100"
+        )
     output = Path(output_dir).expanduser().resolve()
     options = dict(options, skip_bad_samples=skip_bad_samples)
     if name == "synthetic":
@@ -203,8 +262,14 @@ def prepare_dataset(
         resolution = None  # rendered at the requested size; nothing to resize
     elif resolution is None:
         resolution = DEFAULT_RESOLUTION
-    settings = {"name": name, "data_dir": str(Path(data_dir).resolve()) if data_dir else None, "resolution": resolution or None,
-                "quality": jpeg_quality, "examples_per_shard": examples_per_shard, "options": options}
+    settings = {
+        "name": name,
+        "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
+        "resolution": resolution or None,
+        "quality": jpeg_quality,
+        "examples_per_shard": examples_per_shard,
+        "options": options,
+    }
     settings = json.loads(json.dumps(settings))  # as it reads back from settings.json (tuples -> lists)
 
     with directory_lock(output, f"flallm prepare {name}"):
@@ -217,10 +282,14 @@ def prepare_dataset(
         if settings_file.exists():
             previous = json.loads(settings_file.read_text(encoding="utf-8"))
             if previous != settings:
-                raise ValueError(f"{output} holds a preparation with other settings ({previous}); "
-                                 "use another --output-dir or --overwrite")
+                raise ValueError(
+                    f"{output} holds a preparation with other settings ({previous}); "
+                    "use another --output-dir or --overwrite"
+                )
         elif any(p.name != STATE_DIR and not p.name.startswith(LOCK_FILE) for p in output.iterdir()):
-            raise ValueError(f"{output} is not empty and was not written by `flallm prepare`; use another --output-dir or --overwrite")
+            raise ValueError(
+                f"{output} is not empty and was not written by `flallm prepare`; use another --output-dir or --overwrite"
+            )
         state.mkdir(parents=True, exist_ok=True)
         (state / COMPLETE_FILE).unlink(missing_ok=True)  # until this run ends, the folder is incomplete
         _atomic_write_text(settings_file, json.dumps(settings, indent=1))
@@ -234,10 +303,23 @@ def prepare_dataset(
         todo = [shard for shard in shards if not _shard_is_complete(output, shard["file"])]
         if len(todo) < len(shards):
             logger.info("%s: %d of %d shards already written; resuming", output, len(shards) - len(todo), len(shards))
-        jobs = [{**shard, "name": name, "data_dir": str(data_dir) if data_dir else None, "cache_dir": str(state / "cache"),
-                 "options": options, "output_dir": str(output), "resolution": resolution, "quality": jpeg_quality} for shard in todo]
+        jobs = [
+            {
+                **shard,
+                "name": name,
+                "data_dir": str(data_dir) if data_dir else None,
+                "cache_dir": str(state / "cache"),
+                "options": options,
+                "output_dir": str(output),
+                "resolution": resolution,
+                "quality": jpeg_quality,
+            }
+            for shard in todo
+        ]
         total = sum(len(shard["rows"]) for shard in shards)
-        with tqdm(total=total, initial=total - sum(len(job["rows"]) for job in jobs), unit="example", desc=f"prepare {name}") as bar:
+        with tqdm(
+            total=total, initial=total - sum(len(job["rows"]) for job in jobs), unit="example", desc=f"prepare {name}"
+        ) as bar:
             if num_proc > 1 and len(jobs) > 1:
                 with ProcessPoolExecutor(num_proc) as pool:
                     for job, _ in zip(jobs, pool.map(_write_shard, jobs)):
@@ -252,7 +334,9 @@ def prepare_dataset(
         for shard in shards:
             metadata = pq.ParquetFile(output / shard["file"]).metadata
             sizes[shard["split"]] += metadata.num_rows
-            num_bytes[shard["split"]] += sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+            num_bytes[shard["split"]] += sum(
+                metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups)
+            )
             report = state / (Path(shard["file"]).name + ".json")
             if report.exists():
                 skipped += json.loads(report.read_text(encoding="utf-8"))["skipped"]
@@ -260,7 +344,10 @@ def prepare_dataset(
             logger.warning("%s: skipped %d bad samples in total (per-shard reports in %s)", name, skipped, state)
         _atomic_write_text(output / "README.md", dataset_card(name, sizes, settings, num_bytes))
         # Last, atomically: the folder is complete (`check_prepared` reads it before loading).
-        manifest = {"splits": sizes, "shards": {shard["file"]: (output / shard["file"]).stat().st_size for shard in shards}}
+        manifest = {
+            "splits": sizes,
+            "shards": {shard["file"]: (output / shard["file"]).stat().st_size for shard in shards},
+        }
         _atomic_write_text(state / COMPLETE_FILE, json.dumps(manifest, indent=1))
         logger.info("%s: wrote %s (%s)", name, output, ", ".join(f"{split} {n}" for split, n in sizes.items()))
     return output
@@ -293,15 +380,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", choices=sorted(BUILDERS), help="corpus to prepare")
     parser.add_argument("--data-dir", help="folder of the raw release (not needed for synthetic)")
     parser.add_argument("--output-dir", required=True, help="where to write data/*.parquet and README.md")
-    parser.add_argument("--resolution", type=int, default=None,
-                        help=f"shorter side of stored frames, never upscaled; 0 keeps the original (default {DEFAULT_RESOLUTION}). "
-                             "For synthetic: the rendered frame size (default: the corpus default)")
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help=f"shorter side of stored frames, never upscaled; 0 keeps the original (default {DEFAULT_RESOLUTION}). "
+        "For synthetic: the rendered frame size (default: the corpus default)",
+    )
     parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality of stored frames (default 90)")
     parser.add_argument("--examples-per-shard", type=int, default=200, help="examples per parquet shard (default 200)")
     parser.add_argument("--num-proc", type=int, default=1, help="shards written in parallel (default 1)")
-    parser.add_argument("--skip-bad-samples", action="store_true", help="skip unusable samples with a logged count instead of stopping")
-    parser.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                        help="corpus option, repeatable, e.g. --option num_train=2000 --option fps=10 (synthetic)")
+    parser.add_argument(
+        "--skip-bad-samples", action="store_true", help="skip unusable samples with a logged count instead of stopping"
+    )
+    parser.add_argument(
+        "--option",
+        type=_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="corpus option, repeatable, e.g. --option num_train=2000 --option fps=10 (synthetic)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="delete an earlier preparation in --output-dir first")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the result to this Hub dataset repo")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
@@ -309,9 +408,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     output = prepare_dataset(
-        args.name, args.output_dir, data_dir=args.data_dir, resolution=args.resolution, jpeg_quality=args.jpeg_quality,
-        examples_per_shard=args.examples_per_shard, num_proc=args.num_proc, skip_bad_samples=args.skip_bad_samples,
-        overwrite=args.overwrite, **dict(args.option),
+        args.name,
+        args.output_dir,
+        data_dir=args.data_dir,
+        resolution=args.resolution,
+        jpeg_quality=args.jpeg_quality,
+        examples_per_shard=args.examples_per_shard,
+        num_proc=args.num_proc,
+        skip_bad_samples=args.skip_bad_samples,
+        overwrite=args.overwrite,
+        **dict(args.option),
     )
     if args.push_to_hub:
         url = push_prepared(output, args.push_to_hub, private=args.private)

@@ -29,8 +29,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import datasets
 import numpy as np
@@ -50,49 +50,128 @@ TIMES = {  # gloss: (spoken phrase, tense it sets)
     "NEXT-WEEK": ("next week", "future"),
     "SOON": ("soon", "future"),
 }
-AGENTS = ["MAN", "WOMAN", "CHILD", "BOY", "GIRL", "TEACHER", "DOCTOR", "FRIEND", "MOTHER", "FATHER",
-          "BROTHER", "SISTER", "FARMER", "STUDENT", "BAKER", "NEIGHBOUR", "DOG", "CAT", "HORSE", "BIRD"]
+AGENTS = [
+    "MAN",
+    "WOMAN",
+    "CHILD",
+    "BOY",
+    "GIRL",
+    "TEACHER",
+    "DOCTOR",
+    "FRIEND",
+    "MOTHER",
+    "FATHER",
+    "BROTHER",
+    "SISTER",
+    "FARMER",
+    "STUDENT",
+    "BAKER",
+    "NEIGHBOUR",
+    "DOG",
+    "CAT",
+    "HORSE",
+    "BIRD",
+]
 FOOD, DRINK, TEXT = ["APPLE", "BREAD", "CAKE"], ["COFFEE", "WATER", "TEA"], ["BOOK", "LETTER"]
-OBJECTS = FOOD + DRINK + TEXT + ["CAR", "HOUSE", "BALL", "PHONE", "TABLE", "CHAIR", "DOOR", "WINDOW", "BIKE",
-                                 "BOAT", "SHOE", "HAT", "KEY", "CUP", "FLOWER", "PICTURE", "COMPUTER"]
+OBJECTS = (
+    FOOD
+    + DRINK
+    + TEXT
+    + [
+        "CAR",
+        "HOUSE",
+        "BALL",
+        "PHONE",
+        "TABLE",
+        "CHAIR",
+        "DOOR",
+        "WINDOW",
+        "BIKE",
+        "BOAT",
+        "SHOE",
+        "HAT",
+        "KEY",
+        "CUP",
+        "FLOWER",
+        "PICTURE",
+        "COMPUTER",
+    ]
+)
 # adjective: (describes people/animals, describes things, can be said of people/animals: "is happy")
 ADJECTIVES = {
-    "BIG": (True, True, True), "SMALL": (True, True, True), "OLD": (True, True, True), "NEW": (False, True, False),
-    "RED": (False, True, False), "BLUE": (False, True, False), "GREEN": (False, True, False),
-    "YELLOW": (False, True, False), "GOOD": (True, True, True), "BAD": (False, True, False),
-    "HOT": (False, True, False), "COLD": (False, True, True), "HAPPY": (True, False, True),
-    "SAD": (True, False, True), "TIRED": (True, False, True), "HUNGRY": (True, False, True),
+    "BIG": (True, True, True),
+    "SMALL": (True, True, True),
+    "OLD": (True, True, True),
+    "NEW": (False, True, False),
+    "RED": (False, True, False),
+    "BLUE": (False, True, False),
+    "GREEN": (False, True, False),
+    "YELLOW": (False, True, False),
+    "GOOD": (True, True, True),
+    "BAD": (False, True, False),
+    "HOT": (False, True, False),
+    "COLD": (False, True, True),
+    "HAPPY": (True, False, True),
+    "SAD": (True, False, True),
+    "TIRED": (True, False, True),
+    "HUNGRY": (True, False, True),
 }
 VERBS = {  # gloss: (base, third person, past, objects it takes or None for any)
-    "SEE": ("see", "sees", "saw", None), "BUY": ("buy", "buys", "bought", None),
-    "SELL": ("sell", "sells", "sold", None), "EAT": ("eat", "eats", "ate", FOOD),
-    "DRINK": ("drink", "drinks", "drank", DRINK), "WANT": ("want", "wants", "wanted", None),
-    "LIKE": ("like", "likes", "liked", None), "FIND": ("find", "finds", "found", None),
-    "LOSE": ("lose", "loses", "lost", None), "OPEN": ("open", "opens", "opened", ["DOOR", "WINDOW", "BOOK", "LETTER"]),
-    "CLOSE": ("close", "closes", "closed", ["DOOR", "WINDOW", "BOOK"]), "CARRY": ("carry", "carries", "carried", None),
-    "PAINT": ("paint", "paints", "painted", None), "WASH": ("wash", "washes", "washed", None),
-    "READ": ("read", "reads", "read", TEXT), "WRITE": ("write", "writes", "wrote", TEXT),
-    "COOK": ("cook", "cooks", "cooked", FOOD), "BRING": ("bring", "brings", "brought", None),
-    "NEED": ("need", "needs", "needed", None), "MAKE": ("make", "makes", "made", None),
+    "SEE": ("see", "sees", "saw", None),
+    "BUY": ("buy", "buys", "bought", None),
+    "SELL": ("sell", "sells", "sold", None),
+    "EAT": ("eat", "eats", "ate", FOOD),
+    "DRINK": ("drink", "drinks", "drank", DRINK),
+    "WANT": ("want", "wants", "wanted", None),
+    "LIKE": ("like", "likes", "liked", None),
+    "FIND": ("find", "finds", "found", None),
+    "LOSE": ("lose", "loses", "lost", None),
+    "OPEN": ("open", "opens", "opened", ["DOOR", "WINDOW", "BOOK", "LETTER"]),
+    "CLOSE": ("close", "closes", "closed", ["DOOR", "WINDOW", "BOOK"]),
+    "CARRY": ("carry", "carries", "carried", None),
+    "PAINT": ("paint", "paints", "painted", None),
+    "WASH": ("wash", "washes", "washed", None),
+    "READ": ("read", "reads", "read", TEXT),
+    "WRITE": ("write", "writes", "wrote", TEXT),
+    "COOK": ("cook", "cooks", "cooked", FOOD),
+    "BRING": ("bring", "brings", "brought", None),
+    "NEED": ("need", "needs", "needed", None),
+    "MAKE": ("make", "makes", "made", None),
 }
 PLACES = ["SCHOOL", "PARK", "CITY", "SHOP", "GARDEN", "KITCHEN", "OFFICE", "HOSPITAL", "STATION", "BEACH", "LIBRARY"]
 MOTION_VERBS = {"GO": ("go", "goes", "went"), "COME": ("come", "comes", "came")}
 FUNCTION_SIGNS = ["NOT", "WHERE", "WHO", "WHAT"]
 
-LEXICON = (list(TIMES) + AGENTS + OBJECTS + list(ADJECTIVES) + list(VERBS) + PLACES + list(MOTION_VERBS)
-           + FUNCTION_SIGNS)
+LEXICON = list(TIMES) + AGENTS + OBJECTS + list(ADJECTIVES) + list(VERBS) + PLACES + list(MOTION_VERBS) + FUNCTION_SIGNS
 
 # ---------------------------------------------------------------------------------------------
 # Visual form of a sign: handshape x location x motion
 
 HANDSHAPES = ("fist", "flat", "point", "ring", "v", "square", "triangle", "cross")
-GLOVE_COLOURS = np.array([(225, 45, 45), (45, 95, 235), (40, 200, 70), (245, 215, 35), (215, 60, 210),
-                          (35, 210, 215), (250, 140, 25), (245, 245, 245)], dtype=np.float32)
+GLOVE_COLOURS = np.array(
+    [
+        (225, 45, 45),
+        (45, 95, 235),
+        (40, 200, 70),
+        (245, 215, 35),
+        (215, 60, 210),
+        (35, 210, 215),
+        (250, 140, 25),
+        (245, 245, 245),
+    ],
+    dtype=np.float32,
+)
 REST_COLOUR = np.array((150, 150, 150), dtype=np.float32)
 # body units: x from the body's centre line (negative = the signer's dominant side, image left),
 # y from the top of the frame; 1 unit = the frame height times the signer's scale
-LOCATIONS = {"forehead": (0.0, 0.20), "chin": (0.0, 0.43), "chest": (0.0, 0.64), "belly": (0.0, 0.86),
-             "side": (-0.27, 0.58), "other-side": (0.26, 0.74)}
+LOCATIONS = {
+    "forehead": (0.0, 0.20),
+    "chin": (0.0, 0.43),
+    "chest": (0.0, 0.64),
+    "belly": (0.0, 0.86),
+    "side": (-0.27, 0.58),
+    "other-side": (0.26, 0.74),
+}
 LOCATION_XY = np.array(list(LOCATIONS.values()), dtype=np.float32)
 MOTIONS = ("hold", "side-to-side", "up-down", "circle")
 REST_XY = (-0.24, 1.02)
@@ -104,7 +183,7 @@ LANGUAGE_SEED = 20240318  # fixes which code each gloss gets; the same for every
 def _assign_codes() -> dict[str, tuple[int, int, int]]:
     """Spread the signs evenly: each handshape+location pair (what a single frame shows) is shared by
     at most three signs, far apart in the lexicon (so of different word classes), which differ in motion."""
-    pairs = [(h, l) for h in range(len(HANDSHAPES)) for l in range(len(LOCATIONS))]
+    pairs = [(hand, place) for hand in range(len(HANDSHAPES)) for place in range(len(LOCATIONS))]
     order = np.random.default_rng(LANGUAGE_SEED).permutation(len(pairs))
     codes = {}
     for i, gloss in enumerate(LEXICON):
@@ -171,22 +250,34 @@ class SyntheticSignLanguage:
     TEMPLATES = {"statement": 0.4, "motion": 0.15, "predicate": 0.15, "where": 0.1, "who": 0.1, "what": 0.1}
 
     def __init__(self, vocabulary_size: int | None = None):
-        classes = {"time": list(TIMES), "agent": AGENTS, "object": OBJECTS, "adjective": list(ADJECTIVES),
-                   "verb": list(VERBS), "place": PLACES}
+        classes = {
+            "time": list(TIMES),
+            "agent": AGENTS,
+            "object": OBJECTS,
+            "adjective": list(ADJECTIVES),
+            "verb": list(VERBS),
+            "place": PLACES,
+        }
         closed = len(MOTION_VERBS) + len(FUNCTION_SIGNS)
         if vocabulary_size is not None:
             open_total = sum(len(words) for words in classes.values())
             budget = vocabulary_size - closed
             if budget < 2 * len(classes):
-                raise ValueError(f"vocabulary_size={vocabulary_size} is too small; expected at least {closed + 2 * len(classes)}")
-            classes = {name: words[: max(2, round(len(words) * budget / open_total))] for name, words in classes.items()}
+                raise ValueError(
+                    f"vocabulary_size={vocabulary_size} is too small; expected at least {closed + 2 * len(classes)}"
+                )
+            classes = {
+                name: words[: max(2, round(len(words) * budget / open_total))] for name, words in classes.items()
+            }
         self.times, self.agents, self.objects = classes["time"], classes["agent"], classes["object"]
         self.verbs, self.places = classes["verb"], classes["place"]
         adjectives = classes["adjective"]
         self.agent_adjectives = [a for a in adjectives if ADJECTIVES[a][0]] or adjectives
         self.object_adjectives = [a for a in adjectives if ADJECTIVES[a][1]] or adjectives
         self.predicate_adjectives = [a for a in adjectives if ADJECTIVES[a][2]] or adjectives
-        self.vocabulary = [g for g in LEXICON if g in set().union(*classes.values()) or g in MOTION_VERBS or g in FUNCTION_SIGNS]
+        self.vocabulary = [
+            g for g in LEXICON if g in set().union(*classes.values()) or g in MOTION_VERBS or g in FUNCTION_SIGNS
+        ]
         self._templates = list(self.TEMPLATES)
         self._template_p = np.array(list(self.TEMPLATES.values())) / sum(self.TEMPLATES.values())
 
@@ -198,7 +289,11 @@ class SyntheticSignLanguage:
 
     def _objects_of(self, verb: str) -> list[str]:
         allowed = VERBS[verb][3]
-        return [o for o in self.objects if o in allowed] if allowed and any(o in allowed for o in self.objects) else self.objects
+        return (
+            [o for o in self.objects if o in allowed]
+            if allowed and any(o in allowed for o in self.objects)
+            else self.objects
+        )
 
     def sample(self, rng: np.random.Generator) -> SyntheticSentence:
         """One sentence; the spoken text is a function of the signs (the translation is well defined)."""
@@ -215,13 +310,32 @@ class SyntheticSignLanguage:
         if template == "statement":
             agent, agent_adj = self._pick(rng, self.agents), self._maybe(rng, 0.2, self.agent_adjectives)
             obj_adj = self._maybe(rng, 0.35, self.object_adjectives)
-            signs = [*time_signs, agent, *([agent_adj] if agent_adj else []), obj, *([obj_adj] if obj_adj else []), verb, *not_sign]
-            words = [*time_words, _noun_phrase(agent, agent_adj), _verb_phrase(VERBS[verb], tense, negated), _noun_phrase(obj, obj_adj)]
+            signs = [
+                *time_signs,
+                agent,
+                *([agent_adj] if agent_adj else []),
+                obj,
+                *([obj_adj] if obj_adj else []),
+                verb,
+                *not_sign,
+            ]
+            words = [
+                *time_words,
+                _noun_phrase(agent, agent_adj),
+                _verb_phrase(VERBS[verb], tense, negated),
+                _noun_phrase(obj, obj_adj),
+            ]
         elif template == "motion":
             agent, agent_adj = self._pick(rng, self.agents), self._maybe(rng, 0.2, self.agent_adjectives)
             place, verb = self._pick(rng, self.places), self._pick(rng, list(MOTION_VERBS))
             signs = [*time_signs, place, agent, *([agent_adj] if agent_adj else []), verb, *not_sign]
-            words = [*time_words, _noun_phrase(agent, agent_adj), _verb_phrase(MOTION_VERBS[verb], tense, negated), "to", _noun_phrase(place)]
+            words = [
+                *time_words,
+                _noun_phrase(agent, agent_adj),
+                _verb_phrase(MOTION_VERBS[verb], tense, negated),
+                "to",
+                _noun_phrase(place),
+            ]
         elif template == "predicate":
             agent, adjective = self._pick(rng, self.agents), self._pick(rng, self.predicate_adjectives)
             signs = [*time_signs, agent, adjective, *not_sign]
@@ -244,7 +358,9 @@ class SyntheticSignLanguage:
             words = ["what", auxiliary, _noun_phrase(agent), VERBS[verb][0], *time_words]
         return SyntheticSentence(tuple(signs), " ".join(words), template)
 
-    def sentences(self, num_sentences: int, seed: int = 0, split: str | None = "train", unique: bool = True) -> list[SyntheticSentence]:
+    def sentences(
+        self, num_sentences: int, seed: int = 0, split: str | None = "train", unique: bool = True
+    ) -> list[SyntheticSentence]:
         """`num_sentences` sentences whose hash split is `split` (None: any split)."""
         if split is not None and split not in SPLITS:
             raise ValueError(f"split={split!r}; expected one of {SPLITS} or None")
@@ -255,7 +371,9 @@ class SyntheticSignLanguage:
         while len(found) < num_sentences:
             attempts += 1
             if attempts > 200 * num_sentences + 10_000:
-                raise ValueError(f"could only find {len(found)} distinct {split or ''} sentences of {num_sentences}; the grammar is too small (vocabulary_size?)")
+                raise ValueError(
+                    f"could only find {len(found)} distinct {split or ''} sentences of {num_sentences}; the grammar is too small (vocabulary_size?)"
+                )
             sentence = self.sample(rng)
             if (unique and sentence.text in seen) or (split is not None and split_of_sentence(sentence.text) != split):
                 continue
@@ -264,7 +382,9 @@ class SyntheticSignLanguage:
         return found
 
 
-def synthetic_text(num_sentences: int, seed: int = 0, split: str | None = "train", vocabulary_size: int | None = None) -> list[str]:
+def synthetic_text(
+    num_sentences: int, seed: int = 0, split: str | None = "train", vocabulary_size: int | None = None
+) -> list[str]:
     """Spoken sentences of the synthetic language, e.g. to pretrain a small LM on its text.
 
     With split="train" (the default) no sentence can be a validation/test sentence of any
@@ -284,14 +404,19 @@ def _signer_pool(num_signers: int, seed: int) -> list[dict]:
     signers = []
     for _ in range(num_signers):
         grey = rng.uniform(45, 135)
-        signers.append({
-            "background": rng.uniform(5, 80, 3) * np.array([1, 1, rng.uniform(0.8, 1.6)]),
-            "skin": skins[rng.integers(len(skins))] + rng.uniform(-12, 12, 3),
-            "hair": rng.uniform(10, 90) * np.array([1.0, rng.uniform(0.7, 1.0), rng.uniform(0.4, 0.9)]),
-            "shirt": grey + rng.uniform(-25, 25, 3),
-            "x": rng.uniform(-0.05, 0.05), "y": rng.uniform(-0.04, 0.04),
-            "scale": rng.uniform(0.85, 1.05), "speed": rng.uniform(0.8, 1.25), "glove": rng.uniform(0.88, 1.05),
-        })
+        signers.append(
+            {
+                "background": rng.uniform(5, 80, 3) * np.array([1, 1, rng.uniform(0.8, 1.6)]),
+                "skin": skins[rng.integers(len(skins))] + rng.uniform(-12, 12, 3),
+                "hair": rng.uniform(10, 90) * np.array([1.0, rng.uniform(0.7, 1.0), rng.uniform(0.4, 0.9)]),
+                "shirt": grey + rng.uniform(-25, 25, 3),
+                "x": rng.uniform(-0.05, 0.05),
+                "y": rng.uniform(-0.04, 0.04),
+                "scale": rng.uniform(0.85, 1.05),
+                "speed": rng.uniform(0.8, 1.25),
+                "glove": rng.uniform(0.88, 1.05),
+            }
+        )
     return signers
 
 
@@ -299,8 +424,16 @@ def _round(values) -> list[float]:
     return [round(float(v), 4) for v in values]
 
 
-def make_spec(signs: Sequence[str], signer: dict, rng: np.random.Generator, size: tuple[int, int], fps: float,
-              sign_duration: float = 0.6, transition_duration: float = 0.2, noise: float = 4.0) -> dict:
+def make_spec(
+    signs: Sequence[str],
+    signer: dict,
+    rng: np.random.Generator,
+    size: tuple[int, int],
+    fps: float,
+    sign_duration: float = 0.6,
+    transition_duration: float = 0.2,
+    noise: float = 4.0,
+) -> dict:
     """The render spec of one clip: signer appearance for this clip and the sign timeline (seconds)."""
     speed = signer["speed"] * rng.uniform(0.93, 1.07)  # >1 = slower signer, longer signs
     transition = transition_duration * speed
@@ -321,8 +454,10 @@ def make_spec(signs: Sequence[str], signer: dict, rng: np.random.Generator, size
         "noise": float(noise),
         "transition": round(transition, 4),
         "signer": {
-            "x": round(signer["x"] + rng.normal(0, 0.015), 4), "y": round(signer["y"] + rng.normal(0, 0.01), 4),
-            "scale": round(signer["scale"] * rng.uniform(0.97, 1.03), 4), "glove": round(signer["glove"], 4),
+            "x": round(signer["x"] + rng.normal(0, 0.015), 4),
+            "y": round(signer["y"] + rng.normal(0, 0.01), 4),
+            "scale": round(signer["scale"] * rng.uniform(0.97, 1.03), 4),
+            "glove": round(signer["glove"], 4),
             **{k: _round(np.clip(signer[k], 0, 255)) for k in ("background", "skin", "hair", "shirt")},
         },
         "signs": timeline,
@@ -349,7 +484,7 @@ def _hand_state(spec: dict, t: float) -> tuple[float, float, int]:
     signs, transition = spec["signs"], spec["transition"]
     if not signs:
         return REST_XY[0], REST_XY[1], -1
-    for k, (start, end, hand, location, motion) in enumerate(signs):
+    for k, (start, end, hand, _location, _motion) in enumerate(signs):
         if t < start:  # travelling from the previous sign (or rest) to this one
             previous = signs[k - 1] if k else None
             begin = previous[1] if previous else start - transition
@@ -378,7 +513,7 @@ def _sign_position(sign, u: float) -> tuple[float, float, int]:
 def _paint(canvas: np.ndarray, sdf: np.ndarray, colour: np.ndarray, y0: int = 0, x0: int = 0) -> None:
     """Alpha-blend `colour` where the signed distance (pixels) is negative, anti-aliased over one pixel."""
     alpha = np.clip(0.5 - sdf, 0.0, 1.0)[..., None]
-    region = canvas[y0:y0 + sdf.shape[0], x0:x0 + sdf.shape[1]]
+    region = canvas[y0 : y0 + sdf.shape[0], x0 : x0 + sdf.shape[1]]
     region += (colour - region) * alpha
 
 
@@ -464,7 +599,7 @@ def render_spec(spec: dict, indices: Sequence[int] | np.ndarray | None = None) -
         frame.draw_hand(canvas, x, y, shape)
         if noise:
             oy, ox = offsets[i]
-            canvas += field[oy:oy + height, ox:ox + width]
+            canvas += field[oy : oy + height, ox : ox + width]
         np.clip(canvas, 0, 255, out=canvas)
         out[j] = canvas
     return out
@@ -523,6 +658,14 @@ class SyntheticSignBuilder(SignCorpusBuilder):
     HOMEPAGE = ""
     LICENSE = "apache-2.0"
     LANGUAGE = "en"
+    PRETTY_NAME = "flallm synthetic sign language"
+    SPOKEN_LANGUAGE = "English"
+    SIGN_LANGUAGE = "a synthetic sign language"
+    DOMAIN = "generated toy sentences"
+    LIMITATIONS = (
+        "Trained on the embedded synthetic corpus: a demonstration of the pipeline, "
+        "useless on real sign language video."
+    )
     CITATION = ""
 
     def split_rows(self) -> dict[str, list[dict]]:
@@ -542,17 +685,27 @@ class SyntheticSignBuilder(SignCorpusBuilder):
             rows[split] = []
             for index, sentence in enumerate(sentences):
                 signer = int(rng.integers(config.num_signers))
-                spec = make_spec(sentence.signs, signers[signer], rng, size, config.fps, config.sign_duration,
-                                 config.transition_duration, config.noise)
-                rows[split].append({
-                    "id": f"synthetic-{split}-{index:06d}",
-                    "text": sentence.text,
-                    "gloss": sentence.gloss,
-                    "signer": f"Signer{signer + 1:02d}",
-                    "num_frames": spec["num_frames"],
-                    "fps": config.fps,
-                    "video": video_reference(synthetic=json.dumps(spec, separators=(",", ":"))),
-                })
+                spec = make_spec(
+                    sentence.signs,
+                    signers[signer],
+                    rng,
+                    size,
+                    config.fps,
+                    config.sign_duration,
+                    config.transition_duration,
+                    config.noise,
+                )
+                rows[split].append(
+                    {
+                        "id": f"synthetic-{split}-{index:06d}",
+                        "text": sentence.text,
+                        "gloss": sentence.gloss,
+                        "signer": f"Signer{signer + 1:02d}",
+                        "num_frames": spec["num_frames"],
+                        "fps": config.fps,
+                        "video": video_reference(synthetic=json.dumps(spec, separators=(",", ":"))),
+                    }
+                )
         return rows
 
     def resolve(self, row: dict) -> dict:

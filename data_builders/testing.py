@@ -15,11 +15,64 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-GERMAN = ("regen sonne wolken wind schnee nebel gewitter morgen heute abend nacht im norden süden osten westen "
-          "mit bis zu grad kühler wärmer freundlich überall später örtlich schauer").split()
+GERMAN = [
+    "regen",
+    "sonne",
+    "wolken",
+    "wind",
+    "schnee",
+    "nebel",
+    "gewitter",
+    "morgen",
+    "heute",
+    "abend",
+    "nacht",
+    "im",
+    "norden",
+    "süden",
+    "osten",
+    "westen",
+    "mit",
+    "bis",
+    "zu",
+    "grad",
+    "kühler",
+    "wärmer",
+    "freundlich",
+    "überall",
+    "später",
+    "örtlich",
+    "schauer",
+]
 CHINESE = list("我你他她们今天明天昨天学校医院吃饭喝水工作朋友家人喜欢看书去来好大小")
-ENGLISH = ("and then you take the brush paint the wall slowly make sure it is dry before adding another layer "
-           "of color because that keeps edges clean").split()
+ENGLISH = [
+    "and",
+    "then",
+    "you",
+    "take",
+    "the",
+    "brush",
+    "paint",
+    "the",
+    "wall",
+    "slowly",
+    "make",
+    "sure",
+    "it",
+    "is",
+    "dry",
+    "before",
+    "adding",
+    "another",
+    "layer",
+    "of",
+    "color",
+    "because",
+    "that",
+    "keeps",
+    "edges",
+    "clean",
+]
 
 
 def frame_value(sample_index: int, frame_index: int) -> tuple[int, int, int]:
@@ -33,7 +86,9 @@ def frame_image(sample_index: int, frame_index: int, size: tuple[int, int]) -> n
     return frame
 
 
-def fake_samples(sizes: dict[str, int], words: list[str], seed: int = 0, frames: tuple[int, int] = (3, 9)) -> dict[str, list[dict]]:
+def fake_samples(
+    sizes: dict[str, int], words: list[str], seed: int = 0, frames: tuple[int, int] = (3, 9)
+) -> dict[str, list[dict]]:
     """Per split: dicts with text, gloss, signer, num_frames (names are set by the writers)."""
     rng = np.random.default_rng(seed)
     samples = {}
@@ -41,12 +96,14 @@ def fake_samples(sizes: dict[str, int], words: list[str], seed: int = 0, frames:
         samples[split] = []
         for _ in range(count):
             text = [words[i] for i in rng.integers(len(words), size=int(rng.integers(3, 8)))]
-            samples[split].append({
-                "text": ("" if words is CHINESE else " ").join(text),
-                "gloss": " ".join(w.upper() for w in text[::-1][:4]),
-                "signer": f"Signer{int(rng.integers(1, 10)):02d}",
-                "num_frames": int(rng.integers(frames[0], frames[1] + 1)),
-            })
+            samples[split].append(
+                {
+                    "text": ("" if words is CHINESE else " ").join(text),
+                    "gloss": " ".join(w.upper() for w in text[::-1][:4]),
+                    "signer": f"Signer{int(rng.integers(1, 10)):02d}",
+                    "num_frames": int(rng.integers(frames[0], frames[1] + 1)),
+                }
+            )
     return samples
 
 
@@ -55,7 +112,9 @@ def _save(frame: np.ndarray, path: Path, **kwargs) -> None:
     Image.fromarray(frame).save(path, **kwargs)
 
 
-def write_phoenix14t(root: str | Path, samples: dict[str, list[dict]] | None = None, size: tuple[int, int] = (26, 21)) -> Path:
+def write_phoenix14t(
+    root: str | Path, samples: dict[str, list[dict]] | None = None, size: tuple[int, int] = (26, 21)
+) -> Path:
     """PHOENIX-2014-T-release-v3/PHOENIX-2014-T/... under `root`; returns the inner release folder.
 
     `samples` per split (train/validation/test) get names like <split>_sample-<i> when they have none.
@@ -73,13 +132,18 @@ def write_phoenix14t(root: str | Path, samples: dict[str, list[dict]] | None = N
             sample["index"] = counter
             lines.append(f"{name}|{name}/1/*.png|-1|-1|{sample['signer']}|{sample['gloss']}|{sample['text']}")
             for j in range(sample["num_frames"]):
-                _save(frame_image(counter, j, size), release / "features" / "fullFrame-210x260px" / official / name / f"images{j + 1:04d}.png")
+                _save(
+                    frame_image(counter, j, size),
+                    release / "features" / "fullFrame-210x260px" / official / name / f"images{j + 1:04d}.png",
+                )
             counter += 1
         (annotations / f"PHOENIX-2014-T.{official}.corpus.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return release
 
 
-def write_csl_daily(root: str | Path, samples: dict[str, list[dict]] | None = None, size: tuple[int, int] = (16, 16)) -> Path:
+def write_csl_daily(
+    root: str | Path, samples: dict[str, list[dict]] | None = None, size: tuple[int, int] = (16, 16)
+) -> Path:
     """CSL-Daily/... under `root` (label pickle, split_1.txt, JPEG frame folders); returns CSL-Daily/."""
     samples = samples or fake_samples({"train": 3, "validation": 2, "test": 2}, CHINESE)
     release = Path(root) / "CSL-Daily"
@@ -92,14 +156,31 @@ def write_csl_daily(root: str | Path, samples: dict[str, list[dict]] | None = No
             name = sample.setdefault("name", f"S{counter:06d}_P00{signer}_T00")
             sample["signer"] = f"P00{signer}"
             sample["index"] = counter
-            info.append({"name": name, "length": sample["num_frames"], "label_gloss": sample["gloss"].split(),
-                         "label_char": list(sample["text"]), "label_word": [sample["text"]], "label_postag": ["n"]})
+            info.append(
+                {
+                    "name": name,
+                    "length": sample["num_frames"],
+                    "label_gloss": sample["gloss"].split(),
+                    "label_char": list(sample["text"]),
+                    "label_word": [sample["text"]],
+                    "label_postag": ["n"],
+                }
+            )
             split_lines.append(f"{name}|{official}")
             for j in range(sample["num_frames"]):
-                _save(frame_image(counter, j, size), release / "sentence" / "frames_512x512" / name / f"{j:06d}.jpg", quality=95)
+                _save(
+                    frame_image(counter, j, size),
+                    release / "sentence" / "frames_512x512" / name / f"{j:06d}.jpg",
+                    quality=95,
+                )
             counter += 1
-    labels = {"info": info, "gloss_map": sorted({g for i in info for g in i["label_gloss"]}),
-              "char_map": sorted({c for i in info for c in i["label_char"]}), "word_map": [], "postag_map": ["n"]}
+    labels = {
+        "info": info,
+        "gloss_map": sorted({g for i in info for g in i["label_gloss"]}),
+        "char_map": sorted({c for i in info for c in i["label_char"]}),
+        "word_map": [],
+        "postag_map": ["n"],
+    }
     (release / "sentence_label" / "csl2020ct_v2.pkl").write_bytes(pickle.dumps(labels, protocol=4))
     (release / "sentence_label" / "split_1.txt").write_text("\n".join(split_lines) + "\n", encoding="utf-8")
     return release
@@ -124,7 +205,9 @@ def write_video(path: Path, frames, fps: int = 25, crf: int = 10) -> None:
             container.mux(packet)
 
 
-def write_how2sign(root: str | Path, samples: dict[str, list[dict]] | None = None, size: tuple[int, int] = (16, 24), fps: int = 24) -> Path:
+def write_how2sign(
+    root: str | Path, samples: dict[str, list[dict]] | None = None, size: tuple[int, int] = (16, 24), fps: int = 24
+) -> Path:
     """How2Sign/... under `root` (tab-separated CSVs, one mp4 per sentence); returns How2Sign/."""
     samples = samples or fake_samples({"train": 3, "validation": 2, "test": 2}, ENGLISH)
     release = Path(root) / "How2Sign"
@@ -137,7 +220,9 @@ def write_how2sign(root: str | Path, samples: dict[str, list[dict]] | None = Non
             video_id = f"vid{counter:04d}xyz"
             name = sample.setdefault("name", f"{video_id}_{counter}-5-rgb_front")
             sample["index"], sample["signer"], sample["gloss"] = counter, "", ""
-            lines.append(f"{video_id}\t{video_id}-5-rgb_front\t{video_id}_{counter}\t{name}\t1.0\t2.5\t{sample['text']}")
+            lines.append(
+                f"{video_id}\t{video_id}-5-rgb_front\t{video_id}_{counter}\t{name}\t1.0\t2.5\t{sample['text']}"
+            )
             frames = np.stack([frame_image(counter, j, size) for j in range(sample["num_frames"])])
             write_video(release / f"{official}_rgb_front_clips" / "raw_videos" / f"{name}.mp4", frames, fps)
             counter += 1

@@ -18,8 +18,9 @@ import io
 import json
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -52,7 +53,9 @@ def _stack(frames: list[np.ndarray], names: list[str]) -> np.ndarray:
     shape = frames[0].shape
     for frame, name in zip(frames, names):
         if frame.shape != shape:
-            raise ValueError(f"{name}: frame is {frame.shape[1]}x{frame.shape[0]}, expected {shape[1]}x{shape[0]} like the first kept frame")
+            raise ValueError(
+                f"{name}: frame is {frame.shape[1]}x{frame.shape[0]}, expected {shape[1]}x{shape[0]} like the first kept frame"
+            )
     return np.stack(frames)
 
 
@@ -71,7 +74,9 @@ def _open_video(path: str):
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: video file not found") from None
     except (av.error.FFmpegError, OSError, ValueError) as error:
-        raise ValueError(f"{path}: could not open the video ({error}); expected a readable video file (e.g. H.264 mp4)") from None
+        raise ValueError(
+            f"{path}: could not open the video ({error}); expected a readable video file (e.g. H.264 mp4)"
+        ) from None
 
 
 def probe_video(path: str | os.PathLike) -> tuple[int, float, tuple[int, int]]:
@@ -138,7 +143,9 @@ def read_video_file(path: str | os.PathLike, indices=None) -> np.ndarray:
     missing = sorted(keep - decoded.keys())
     if missing:
         # Container frame counts can be off by a frame or two; use the last decoded frame then.
-        logger.warning("%s: frames %s requested but only %d decoded; repeating the last frame", path, missing[:5], count)
+        logger.warning(
+            "%s: frames %s requested but only %d decoded; repeating the last frame", path, missing[:5], count
+        )
         final = max(decoded) if decoded else None
         if final is None:
             raise ValueError(f"{path}: none of the requested frames exist ({count} frames decoded)")
@@ -182,7 +189,9 @@ def decode_video(video: Any, indices: Sequence[int] | np.ndarray | None = None) 
     if isinstance(video, np.ndarray):
         if video.ndim != 4 or video.shape[-1] != 3:
             raise ValueError(f"expected a (T,H,W,3) array, got shape {video.shape}")
-        return np.ascontiguousarray(video[check_frame_indices(indices, len(video), "<array>")]).astype(np.uint8, copy=False)
+        return np.ascontiguousarray(video[check_frame_indices(indices, len(video), "<array>")]).astype(
+            np.uint8, copy=False
+        )
     if hasattr(video, "numpy") and not isinstance(video, (list, tuple, dict)):  # a torch tensor
         return decode_video(video.numpy(), indices)
     if isinstance(video, dict):
@@ -221,14 +230,16 @@ def iter_frames(video: Any) -> Iterator[np.ndarray]:
             for name in video["frames"]:
                 frame = read_image(folder / name)
                 if shape is not None and frame.shape != shape:
-                    raise ValueError(f"{folder / name}: frame is {frame.shape[1]}x{frame.shape[0]}, expected {shape[1]}x{shape[0]} like the first frame")
+                    raise ValueError(
+                        f"{folder / name}: frame is {frame.shape[1]}x{frame.shape[0]}, expected {shape[1]}x{shape[0]} like the first frame"
+                    )
                 shape = frame.shape
                 yield frame
             return
         video = video.get("path") or video
     if isinstance(video, (str, os.PathLike)) and Path(video).is_file():
         count = 0
-        for count, frame in enumerate(_video_file_frames(str(video)), start=1):
+        for count, frame in enumerate(_video_file_frames(str(video)), start=1):  # noqa: B007 (count read after the loop)
             yield upright(frame.to_ndarray(format="rgb24"), frame.rotation)
         if count == 0:
             raise ValueError(f"{video}: video has no decodable frames")

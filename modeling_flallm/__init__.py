@@ -11,8 +11,9 @@ from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, Aut
 from .configuration_flallm import FlaLlmConfig
 from .modeling_flallm import FlaLlmForSignTranslation, FlaLlmOutput, FlaLlmPreTrainedModel
 from .pipeline_flallm import SignLanguageTranslationPipeline  # registers "sign-language-translation"
-from .processing_flallm import FlaLlmProcessor, FlaLlmVideoProcessor
+from .processing_flallm import FlaLlmProcessor
 from .tokenization_flallm import train_tokenizer
+from .video_processing_flallm import FlaLlmVideoProcessor
 from .vocab_trimming import trim_vocabulary
 
 AutoConfig.register("flallm", FlaLlmConfig, exist_ok=True)

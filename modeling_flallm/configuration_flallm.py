@@ -1,7 +1,5 @@
 """FLa-LLM model configuration."""
 
-from typing import Literal
-
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
@@ -183,7 +181,10 @@ class FlaLlmConfig(PreTrainedConfig):
                 "(the paper's ResNet-18 backbone, e.g. microsoft/resnet-18)."
             )
         text_type = self.text_config.model_type
-        if text_type not in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES and text_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        if (
+            text_type not in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+            and text_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        ):
             raise ValueError(
                 f"FlaLlmConfig.text_config has model_type={text_type!r}, which is neither a seq2seq language model "
                 "(e.g. 'mbart', 't5', 'mt5', 'bart') nor a causal language model (e.g. 'llama', 'qwen2', 'xglm')."

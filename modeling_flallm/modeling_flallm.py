@@ -155,7 +155,9 @@ class FlaLlmPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module):
-        if isinstance(module, (FlaLlmTemporalModule, FlaLlmAdapter)) or module is getattr(self, "bag_of_words_head", None):
+        if isinstance(module, (FlaLlmTemporalModule, FlaLlmAdapter)) or module is getattr(
+            self, "bag_of_words_head", None
+        ):
             for submodule in module.modules():
                 if hasattr(submodule, "reset_parameters"):
                     submodule.reset_parameters()
@@ -178,7 +180,9 @@ class FlaLlmForSignTranslation(FlaLlmPreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.visual_encoder = FlaLlmVisualEncoder(config)
         text_config = config.text_config
-        self.adapter = FlaLlmAdapter(self.visual_encoder.output_size, config.adapter_hidden_size, text_config.hidden_size)
+        self.adapter = FlaLlmAdapter(
+            self.visual_encoder.output_size, config.adapter_hidden_size, text_config.hidden_size
+        )
         if language_model is None:
             language_model = _language_model_class(text_config).from_config(text_config)
         self.language_model = language_model
@@ -427,8 +431,10 @@ class FlaLlmForSignTranslation(FlaLlmPreTrainedModel, GenerationMixin):
         present = labels.ne(-100)
         targets[rows[present], labels[present]] = 1.0
         text_config = self.config.text_config
-        special = {getattr(text_config, name, None) for name in
-                   ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")}
+        special = {
+            getattr(text_config, name, None)
+            for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
+        }
         special = [i for i in special if isinstance(i, int) and 0 <= i < targets.shape[1]]
         targets[:, special] = 0.0
         weights = torch.ones_like(targets)

@@ -41,7 +41,9 @@ class SignLanguageTranslationPipeline(Pipeline):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.processor is None or not hasattr(self.processor, "video_processor"):
-            raise ValueError(f"{TASK} needs the FLa-LLM processor (video processor + tokenizer); none was found with the model.")
+            raise ValueError(
+                f"{TASK} needs the FLa-LLM processor (video processor + tokenizer); none was found with the model."
+            )
 
     def _sanitize_parameters(self, generate_kwargs=None, **kwargs):
         # Every other keyword is a generation option (num_beams, max_new_tokens, length_penalty, ...).
@@ -58,8 +60,11 @@ class SignLanguageTranslationPipeline(Pipeline):
         try:
             # Frames shrink to the processor's resize size as they are decoded: memory stays bounded however long
             # the clip (its centre crop is then taken at that size, without a second resize).
-            frames = load_video(video, lambda num_frames: video_processor.sample_frame_indices(num_frames, training=False),
-                                max_short_side=video_processor.size)
+            frames = load_video(
+                video,
+                lambda num_frames: video_processor.sample_frame_indices(num_frames, training=False),
+                max_short_side=video_processor.size,
+            )
             pixel_values = video_processor(frames, do_sample_frames=False, return_tensors="pt")["pixel_values"][0]
         except (ValueError, FileNotFoundError) as error:
             name = describe(video)
@@ -84,7 +89,9 @@ class SignLanguageTranslationPipeline(Pipeline):
         return {"sequences": sequences}
 
     def postprocess(self, model_outputs):
-        return {"translation_text": self.processor.batch_decode(model_outputs["sequences"], skip_special_tokens=True)[0]}
+        return {
+            "translation_text": self.processor.batch_decode(model_outputs["sequences"], skip_special_tokens=True)[0]
+        }
 
     def save_pretrained(self, save_directory, **kwargs):
         """Model, processor (video processor + tokenizer) and this pipeline's code, loadable remotely."""
@@ -98,5 +105,6 @@ if _registered is not None and _registered["impl"].__name__ == SignLanguageTrans
     # code): keep it rather than replace it with a warning, but let this class save its entry too.
     SignLanguageTranslationPipeline._registered_impl = {TASK: {**_registered, "impl": SignLanguageTranslationPipeline}}
 else:
-    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=SignLanguageTranslationPipeline, pt_model=AutoModel,
-                                        type="multimodal")
+    PIPELINE_REGISTRY.register_pipeline(
+        TASK, pipeline_class=SignLanguageTranslationPipeline, pt_model=AutoModel, type="multimodal"
+    )

@@ -7,13 +7,11 @@ mBART's special tokens and, optionally, mBART language codes. The result is a re
 `PreTrainedTokenizerFast`, so `save_pretrained` / `AutoTokenizer.from_pretrained` work as for any Hub tokenizer.
 """
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
-
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +109,14 @@ def _train_unigram(texts, vocab_size, language_codes, show_progress) -> Tokenize
         model_type="unigram",
         vocab_size=vocab_size,
         hard_vocab_limit=False,  # a small corpus yields fewer pieces instead of an error
-        bos_id=0, pad_id=1, eos_id=2, unk_id=3,
-        bos_piece=BOS_TOKEN, pad_piece=PAD_TOKEN, eos_piece=EOS_TOKEN, unk_piece=UNK_TOKEN,
+        bos_id=0,
+        pad_id=1,
+        eos_id=2,
+        unk_id=3,
+        bos_piece=BOS_TOKEN,
+        pad_piece=PAD_TOKEN,
+        eos_piece=EOS_TOKEN,
+        unk_piece=UNK_TOKEN,
         character_coverage=1.0,  # every character of the corpus is a piece (CSL-Daily's rare hanzi too)
         normalization_rule_name="identity",  # no NFKC: CSL-Daily's full-width punctuation stays as it is
         max_sentencepiece_length=16,
@@ -120,8 +124,13 @@ def _train_unigram(texts, vocab_size, language_codes, show_progress) -> Tokenize
         minloglevel=0 if show_progress else 2,
     )
     processor = spm.SentencePieceProcessor(model_proto=buffer.getvalue())
-    pieces = [(processor.id_to_piece(i), 0.0 if processor.is_control(i) or processor.is_unknown(i) else processor.get_score(i))
-              for i in range(processor.get_piece_size())]
+    pieces = [
+        (
+            processor.id_to_piece(i),
+            0.0 if processor.is_control(i) or processor.is_unknown(i) else processor.get_score(i),
+        )
+        for i in range(processor.get_piece_size())
+    ]
     if [piece for piece, _ in pieces[:4]] != list(SPECIAL_TOKENS):
         raise RuntimeError(f"sentencepiece did not put {SPECIAL_TOKENS} first: {pieces[:6]}")
     known = {piece for piece, _ in pieces}

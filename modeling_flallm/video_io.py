@@ -47,8 +47,11 @@ def frame_names(folder, extensions=IMAGE_EXTENSIONS) -> list[str]:
     `flallm prepare` share. Hidden files (macOS `._images0001.png` resource forks) are not frames. Errors reading
     the folder (missing, not a folder, a symlink loop) are the OSError of the file system."""
     with os.scandir(folder) as entries:
-        names = [entry.name for entry in entries
-                 if entry.name.lower().endswith(tuple(extensions)) and not entry.name.startswith(".")]
+        names = [
+            entry.name
+            for entry in entries
+            if entry.name.lower().endswith(tuple(extensions)) and not entry.name.startswith(".")
+        ]
     return sorted(names, key=_natural_key)
 
 
@@ -80,7 +83,9 @@ CONVERTIBLE_MODES = frozenset({"RGB", "L", "LA", "La", "RGBA", "RGBX", "P", "PA"
 def image_to_rgb(image, source: str) -> np.ndarray:
     """uint8 (H, W, 3) from a PIL image, by the colour policy above; errors name `source`."""
     if image.mode not in CONVERTIBLE_MODES:
-        raise ValueError(f"{source}: image mode {image.mode!r} is not supported; expected 8-bit RGB, grayscale or RGBA.")
+        raise ValueError(
+            f"{source}: image mode {image.mode!r} is not supported; expected 8-bit RGB, grayscale or RGBA."
+        )
     return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
@@ -115,7 +120,9 @@ def _open(path: str):
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such video file.") from None
     except (av.error.FFmpegError, OSError, ValueError) as error:
-        raise ValueError(f"{path}: cannot read the video ({error}); expected a video file PyAV can decode (mp4, webm, avi, ...).") from None
+        raise ValueError(
+            f"{path}: cannot read the video ({error}); expected a video file PyAV can decode (mp4, webm, avi, ...)."
+        ) from None
     if not container.streams.video:
         container.close()
         raise ValueError(f"{path}: the file holds no video stream.")
@@ -160,8 +167,9 @@ def read_video_file(path, sample_indices=None, max_short_side=None) -> np.ndarra
         raise ValueError(f"{path}: no frame could be decoded; the video is empty or unreadable.")
     missing = [i for i in indices.tolist() if i not in decoded]
     if missing:  # container frame counts can overshoot by a frame or two: reuse the last decoded frame, and say so
-        logging.getLogger(__name__).warning("%s: frames %s requested but only %d decoded; repeating the last frame",
-                                            path, missing[:5], count)
+        logging.getLogger(__name__).warning(
+            "%s: frames %s requested but only %d decoded; repeating the last frame", path, missing[:5], count
+        )
     final = decoded[max(decoded)]
     return np.stack([decoded.get(i, final) for i in indices.tolist()])
 
@@ -214,7 +222,9 @@ def load_video(video, sample_indices=None, max_short_side=None) -> np.ndarray:
             elif isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[-1] == 3 and frame.dtype == np.uint8:
                 frames.append(frame)
             else:
-                raise ValueError(f"frame {i} of a {describe(video)}: expected a PIL image or a uint8 (H, W, 3) array, got {describe(frame)}.")
+                raise ValueError(
+                    f"frame {i} of a {describe(video)}: expected a PIL image or a uint8 (H, W, 3) array, got {describe(frame)}."
+                )
         return _stack(frames, describe(video))
     raise ValueError(
         f"Cannot read a video from {describe(video)}: expected a video file path, a folder of frame images, "

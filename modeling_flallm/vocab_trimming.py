@@ -42,7 +42,6 @@ from tokenizers import Tokenizer, pre_tokenizers
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-
 logger = logging.getLogger(__name__)
 
 SUPPORTED_MODELS = ("Unigram", "BPE", "WordPiece", "WordLevel")

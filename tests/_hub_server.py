@@ -82,7 +82,9 @@ class _Handler(BaseHTTPRequestHandler):
                 exists = repo_id in self.state.repos
                 self.state.repos.setdefault(repo_id, payload)
             if exists:
-                return self._reply(409, {"error": "You already created this model repo", "url": f"{endpoint}/{repo_id}"})
+                return self._reply(
+                    409, {"error": "You already created this model repo", "url": f"{endpoint}/{repo_id}"}
+                )
             return self._reply(200, {"url": f"{endpoint}/{repo_id}", "name": repo_id})
         if path == "/api/validate-yaml":
             with self.state.lock:
@@ -92,10 +94,11 @@ class _Handler(BaseHTTPRequestHandler):
             files = json.loads(body)["files"]
             with self.state.lock:
                 self.state.preuploaded += [f["path"] for f in files]
-            return self._reply(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                                               for f in files]})
+            return self._reply(
+                200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+            )
         if path.startswith("/api/models/") and "/commit/" in path:
-            repo_id, revision = path[len("/api/models/"):].split("/commit/")
+            repo_id, revision = path[len("/api/models/") :].split("/commit/")
             if repo_id not in self.state.repos:
                 return self._reply(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
             lines = [json.loads(line) for line in body.splitlines() if line.strip()]

@@ -54,7 +54,9 @@ def trained_tiny(max_steps: int = 200):
         optimizer.step()
         if step % 10 == 0 and loss.item() < 0.3:
             model.eval()
-            ids = model.generate(pixel_values=inputs["pixel_values"], pixel_mask=inputs["pixel_mask"], num_beams=2, max_new_tokens=8)
+            ids = model.generate(
+                pixel_values=inputs["pixel_values"], pixel_mask=inputs["pixel_mask"], num_beams=2, max_new_tokens=8
+            )
             if processor.batch_decode(ids) == TEXTS:
                 return model, processor
     raise RuntimeError(f"the tiny model did not learn the four clips in {max_steps} steps (loss {loss.item():.3f})")
@@ -90,8 +92,15 @@ def translate_without_flallm(model_dir, video_path, generation: dict, work_dir) 
     """)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(work_dir / "modules")}
     env.pop("PYTHONPATH", None)
-    completed = subprocess.run([sys.executable, "-c", script], cwd=work_dir, env=env, stdin=subprocess.DEVNULL,
-                               capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=work_dir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     # trust_remote_code=True must reach every component: no interactive "run the custom code?" prompt.
     assert "Do you wish to run the custom code" not in completed.stdout + completed.stderr

@@ -9,8 +9,14 @@ from data_builders import load_sign_dataset
 
 TINY_VISION = {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1], "layer_type": "basic"}
 TINY_LIGHT_T = {
-    "encoder_layers": 1, "decoder_layers": 1, "d_model": 16, "encoder_attention_heads": 2, "decoder_attention_heads": 2,
-    "encoder_ffn_dim": 32, "decoder_ffn_dim": 32, "max_position_embeddings": 128,
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "d_model": 16,
+    "encoder_attention_heads": 2,
+    "decoder_attention_heads": 2,
+    "encoder_ffn_dim": 32,
+    "decoder_ffn_dim": 32,
+    "max_position_embeddings": 128,
 }
 
 STAGE1 = {
@@ -21,8 +27,13 @@ STAGE1 = {
         "vision_model": None,
         "train_tokenizer": {"vocab_size": 120},
         "light_t": TINY_LIGHT_T,
-        "config": {"vision_config": TINY_VISION, "temporal_hidden_size": 16, "adapter_hidden_size": 16,
-                   "max_frames": 32, "frame_sample_rate": 4},
+        "config": {
+            "vision_config": TINY_VISION,
+            "temporal_hidden_size": 16,
+            "adapter_hidden_size": 16,
+            "max_frames": 32,
+            "frame_sample_rate": 4,
+        },
         "video_processor": {"size": 16, "crop_size": 16},
     },
     "training": {"epochs": 2, "batch_size": 4, "log_every_steps": 1},
@@ -45,8 +56,15 @@ def stage1_config(output_dir, **sections) -> dict:
 
 def tiny_corpus(cache_dir, num_train: int = 16, num_validation: int = 4, num_test: int = 4):
     """The synthetic corpus at 16x16 pixels, a few short clips per split."""
-    return load_sign_dataset("synthetic", cache_dir=str(cache_dir), num_train=num_train, num_validation=num_validation,
-                             num_test=num_test, resolution=16, fps=8.0)
+    return load_sign_dataset(
+        "synthetic",
+        cache_dir=str(cache_dir),
+        num_train=num_train,
+        num_validation=num_validation,
+        num_test=num_test,
+        resolution=16,
+        fps=8.0,
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -8,7 +8,20 @@ from transformers import LlamaConfig, MBartConfig, PreTrainedTokenizerFast
 from modeling_flallm import FlaLlmConfig, FlaLlmForSignTranslation, FlaLlmProcessor, FlaLlmVideoProcessor
 
 TINY_VISION = {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1], "layer_type": "basic"}
-WORDS = "und nun die wettervorhersage für morgen donnerstag den zwölften august regen sonne".split()
+WORDS = [
+    "und",
+    "nun",
+    "die",
+    "wettervorhersage",
+    "für",
+    "morgen",
+    "donnerstag",
+    "den",
+    "zwölften",
+    "august",
+    "regen",
+    "sonne",
+]
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 
 

@@ -22,8 +22,10 @@ from train import app  # noqa: E402
 from train.translate import load_translator  # noqa: E402
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="chromium and chromium-driver are not installed "
-                                                                  "(apt-get install chromium chromium-driver)")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)",
+)
 
 
 def _free_port() -> int:
@@ -66,8 +68,11 @@ def _translate(browser, path) -> tuple[str, str]:
     WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#video input[type=file]"))
     browser.find_element(By.CSS_SELECTOR, "#video input[type=file]").send_keys(path)
     name = path.rsplit("/", 1)[-1]  # the upload is done when the player shows this file
-    WebDriverWait(browser, 30).until(lambda d: any(name in (video.get_attribute("src") or "")
-                                                   for video in d.find_elements(By.CSS_SELECTOR, "#video video")))
+    WebDriverWait(browser, 30).until(
+        lambda d: any(
+            name in (video.get_attribute("src") or "") for video in d.find_elements(By.CSS_SELECTOR, "#video video")
+        )
+    )
     browser.find_element(By.CSS_SELECTOR, "#translate").click()
     WebDriverWait(browser, 60).until(lambda d: _status(d) not in ("", before))
     if _status(browser).startswith("Translated"):  # the outputs of one event reach the DOM one after the other

@@ -43,7 +43,9 @@ def test_greedy_ctc_decode_merges_repeats_and_drops_blanks(bench):
 
 def test_quick_run_writes_one_row_per_method(bench, tmp_path, capsys):
     threads = torch.get_num_threads()
-    assert bench.main(["--quick", "--seeds", "0", "--output-dir", str(tmp_path), "--json", str(tmp_path / "r.json")]) == 0
+    assert (
+        bench.main(["--quick", "--seeds", "0", "--output-dir", str(tmp_path), "--json", str(tmp_path / "r.json")]) == 0
+    )
     assert torch.get_num_threads() == threads
     result = json.loads((tmp_path / "r.json").read_text())
     rows = result["rows"]
@@ -63,8 +65,8 @@ def test_quick_run_writes_one_row_per_method(bench, tmp_path, capsys):
 
 def test_substitutions_and_motion_confusions(bench):
     recognition = bench
-    assert recognition.align("A X C".split(), "A B C".split()) == (1, [("B", "X")])
-    assert recognition.align("A C".split(), "A B C".split()) == (1, [])  # a deletion, not a substitution
+    assert recognition.align(["A", "X", "C"], ["A", "B", "C"]) == (1, [("B", "X")])
+    assert recognition.align(["A", "C"], ["A", "B", "C"]) == (1, [])  # a deletion, not a substitution
     from data_builders.synthetic import SIGN_CODES
 
     glosses = list(SIGN_CODES)

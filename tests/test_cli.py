@@ -36,7 +36,10 @@ def test_shipped_configs_resolve_from_any_directory(tmp_path, monkeypatch):
 def test_console_script_prints_the_resolved_config(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "train.cli", "train", "--config", "synthetic_stage1.yaml", "--print-config"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "stage: 1" in result.stdout

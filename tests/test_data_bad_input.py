@@ -82,7 +82,9 @@ def test_csv_with_a_wrong_header(tmp_path):
     csv = release / "how2sign_realigned_test.csv"
     text = csv.read_text(encoding="utf-8")
     csv.write_text(text.replace("SENTENCE_NAME", "CLIP_NAME", 1), encoding="utf-8")
-    with pytest.raises(ValueError, match=r"how2sign_realigned_test\.csv: header .* lacks column\(s\) \['SENTENCE_NAME'\]"):
+    with pytest.raises(
+        ValueError, match=r"how2sign_realigned_test\.csv: header .* lacks column\(s\) \['SENTENCE_NAME'\]"
+    ):
         _load("how2sign", release, tmp_path)
 
 
@@ -127,7 +129,9 @@ def test_corrupt_and_missing_mp4(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         dataset = _load("how2sign", release, tmp_path / "skip", skip_bad_samples=True)
     assert len(dataset["train"]) == 1
-    assert "how2sign train: skipped 2: 1 unreadable videos" in caplog.text and "1 samples without a video" in caplog.text
+    assert (
+        "how2sign train: skipped 2: 1 unreadable videos" in caplog.text and "1 samples without a video" in caplog.text
+    )
     with pytest.raises(ValueError, match="could not open the video"):
         decode_video(str(clips[0]))
 
@@ -173,7 +177,9 @@ def test_label_pickle_with_code_is_refused(tmp_path):
     labels = release / "sentence_label" / "csl2020ct_v2.pkl"
     witness = tmp_path / "pickle-was-executed"
     labels.write_bytes(pickle.dumps({"info": [], "hook": _Payload(witness)}))
-    with pytest.raises(ValueError, match=r"csl2020ct_v2\.pkl: refusing to load (io|builtins)\.open .*only plain builtin types"):
+    with pytest.raises(
+        ValueError, match=r"csl2020ct_v2\.pkl: refusing to load (io|builtins)\.open .*only plain builtin types"
+    ):
         _load("csl_daily", release, tmp_path)
     assert not witness.exists()
     labels.write_bytes(pickle.dumps({"info": [], "array": np.zeros(2)}))
@@ -191,7 +197,9 @@ def test_csl_split_file_naming_unknown_samples_or_splits(tmp_path, caplog):
     release = write_csl_daily(tmp_path / "raw")
     split_file = release / "sentence_label" / "split_1.txt"
     split_file.write_text(split_file.read_text() + "S999999_P0001_T00|train\nS000000_P0002_T00|holdout\n")
-    with pytest.raises(ValueError, match=r"split_1\.txt:9: sample 'S999999_P0001_T00' has no entry in csl2020ct_v2\.pkl"):
+    with pytest.raises(
+        ValueError, match=r"split_1\.txt:9: sample 'S999999_P0001_T00' has no entry in csl2020ct_v2\.pkl"
+    ):
         _load("csl_daily", release, tmp_path)
     with caplog.at_level(logging.WARNING):
         dataset = _load("csl_daily", release, tmp_path / "skip", skip_bad_samples=True)
@@ -239,7 +247,9 @@ def test_a_frame_folder_that_is_a_symlink_loop_is_a_bad_sample(tmp_path, caplog)
         frame.unlink()
     folder.rmdir()
     folder.symlink_to(folder)  # a loop: listing it fails with ELOOP
-    with pytest.raises(ValueError, match=rf"sample {folder.name} .*cannot be read \(Too many levels of symbolic links\)"):
+    with pytest.raises(
+        ValueError, match=rf"sample {folder.name} .*cannot be read \(Too many levels of symbolic links\)"
+    ):
         _load("phoenix14t", release, tmp_path)
     with caplog.at_level(logging.WARNING):
         dataset = _load("phoenix14t", release, tmp_path / "skip", skip_bad_samples=True)

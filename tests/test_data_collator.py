@@ -20,13 +20,21 @@ def word_tokenizer(sentences) -> PreTrainedTokenizerFast:
     tokenizer = Tokenizer(models.WordLevel({t: i for i, t in enumerate(SPECIALS + words)}, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 2)])
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
 
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    return load_sign_dataset("synthetic", cache_dir=str(tmp_path_factory.mktemp("cache")), num_train=12,
-                             num_validation=4, num_test=4, resolution=32)
+    return load_sign_dataset(
+        "synthetic",
+        cache_dir=str(tmp_path_factory.mktemp("cache")),
+        num_train=12,
+        num_validation=4,
+        num_test=4,
+        resolution=32,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +47,11 @@ def processor(synthetic):
 def test_batch_holds_padded_kept_frames_and_labels(synthetic, processor, monkeypatch):
     decoded = []
     real_decode = collator_module.decode_video
-    monkeypatch.setattr(collator_module, "decode_video", lambda video, indices: decoded.append(list(indices)) or real_decode(video, indices))
+    monkeypatch.setattr(
+        collator_module,
+        "decode_video",
+        lambda video, indices: decoded.append(list(indices)) or real_decode(video, indices),
+    )
     examples = [synthetic["validation"][i] for i in range(3)]
     batch = SignTranslationCollator(processor)(examples)
     kept = [processor.video_processor.sample_frame_indices(e["num_frames"], training=False) for e in examples]
@@ -83,11 +95,28 @@ def test_dataloader_with_workers_feeds_the_model(synthetic, processor):
     ordered = build_dataloader(synthetic["validation"], processor, batch_size=4, return_ids=True)
     assert next(iter(ordered))["ids"] == synthetic["validation"]["id"]
 
-    text_config = MBartConfig(encoder_layers=1, decoder_layers=1, d_model=16, encoder_attention_heads=2, decoder_attention_heads=2,
-                              encoder_ffn_dim=32, decoder_ffn_dim=32, vocab_size=len(processor.tokenizer), max_position_embeddings=64,
-                              pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2)
-    config = FlaLlmConfig(vision_config={"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1], "layer_type": "basic"},
-                          text_config=text_config.to_dict(), temporal_hidden_size=16, adapter_hidden_size=16, max_frames=64)
+    text_config = MBartConfig(
+        encoder_layers=1,
+        decoder_layers=1,
+        d_model=16,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        vocab_size=len(processor.tokenizer),
+        max_position_embeddings=64,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+    )
+    config = FlaLlmConfig(
+        vision_config={"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1], "layer_type": "basic"},
+        text_config=text_config.to_dict(),
+        temporal_hidden_size=16,
+        adapter_hidden_size=16,
+        max_frames=64,
+    )
     torch.manual_seed(0)
     loss = FlaLlmForSignTranslation(config)(**batches[0]).loss
     assert torch.isfinite(loss) and loss.item() > 0

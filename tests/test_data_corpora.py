@@ -110,9 +110,14 @@ def test_data_dir_may_be_the_outer_or_the_annotation_folder(tmp_path, name, buil
 def test_real_phoenix_sentences_round_trip(tmp_path):
     with gzip.open(REAL_TEXT / "phoenix14t.dev.jsonl.gz", "rt", encoding="utf-8") as handle:
         rows = [json.loads(next(handle)) for _ in range(4)]
-    samples = {"train": [], "validation": [
-        {"name": r["name"], "text": r["text"], "gloss": r["gloss"], "signer": "Signer01", "num_frames": 2} for r in rows
-    ], "test": []}
+    samples = {
+        "train": [],
+        "validation": [
+            {"name": r["name"], "text": r["text"], "gloss": r["gloss"], "signer": "Signer01", "num_frames": 2}
+            for r in rows
+        ],
+        "test": [],
+    }
     release = write_phoenix14t(tmp_path / "raw", samples)
     dataset = load_sign_dataset("phoenix14t", release, cache_dir=str(tmp_path / "cache"))
     assert dataset["validation"]["text"] == [r["text"] for r in rows]

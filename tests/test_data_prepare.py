@@ -36,8 +36,11 @@ def phoenix(tmp_path_factory):
 def test_plain_load_dataset_round_trip(phoenix, tmp_path):
     _, raw, output = phoenix
     assert sorted(p.name for p in (output / "data").iterdir()) == [
-        "test-00000-of-00001.parquet", "train-00000-of-00002.parquet", "train-00001-of-00002.parquet",
-        "validation-00000-of-00001.parquet"]
+        "test-00000-of-00001.parquet",
+        "train-00000-of-00002.parquet",
+        "train-00001-of-00002.parquet",
+        "validation-00000-of-00001.parquet",
+    ]
     prepared = datasets.load_dataset(str(output), cache_dir=str(tmp_path))  # no flallm code involved
     assert list(prepared) == ["train", "validation", "test"]
     for split in raw:
@@ -109,8 +112,17 @@ def test_interrupted_run_leaves_no_complete_looking_shard_and_resumes(tmp_path, 
     with pytest.raises(ValueError, match=incomplete):
         load_sign_dataset(str(output))
     with pytest.raises(SystemExit, match=incomplete):
-        cli_main(["train", "--config", "synthetic_stage1.yaml", f"data.dataset={output}", "data.options={}",
-                  "--output-dir", str(tmp_path / "run")])
+        cli_main(
+            [
+                "train",
+                "--config",
+                "synthetic_stage1.yaml",
+                f"data.dataset={output}",
+                "data.options={}",
+                "--output-dir",
+                str(tmp_path / "run"),
+            ]
+        )
     assert not (tmp_path / "run" / "best").exists()
 
     monkeypatch.setattr(prepare_module, "_encode_example", real_encode)
@@ -140,18 +152,42 @@ def test_corrupt_frame_is_named_or_skipped_with_a_count(tmp_path, caplog):
 
 def test_cli_prepares_synthetic_with_options(tmp_path):
     output = tmp_path / "synthetic"
-    code = cli_main(["prepare", "synthetic", "--output-dir", str(output), "--resolution", "24", "--option", "num_train=6",
-                     "--examples-per-shard", "2", "--num-proc", "2",
-                     "--option", "num_validation=2", "--option", "num_test=0", "--option", "fps=8"])
+    code = cli_main(
+        [
+            "prepare",
+            "synthetic",
+            "--output-dir",
+            str(output),
+            "--resolution",
+            "24",
+            "--option",
+            "num_train=6",
+            "--examples-per-shard",
+            "2",
+            "--num-proc",
+            "2",
+            "--option",
+            "num_validation=2",
+            "--option",
+            "num_test=0",
+            "--option",
+            "fps=8",
+        ]
+    )
     assert code == 0
     prepared = datasets.load_dataset(str(output), cache_dir=str(tmp_path / "c"))
     assert {s: len(prepared[s]) for s in prepared} == {"train": 6, "validation": 2}  # no file for an empty split
     assert len(list((output / "data").glob("train-*-of-00003.parquet"))) == 3  # written by two processes
     assert len(load_sign_dataset(str(output))["test"]) == 0  # ... which load_sign_dataset adds back
     example = prepared["train"][0]
-    assert example["fps"] == 8.0 and example["video"][0].size == (24, 24) and len(example["video"]) == example["num_frames"]
-    raw = load_sign_dataset("synthetic", cache_dir=str(tmp_path / "raw"), num_train=6, num_validation=2, num_test=0,
-                            fps=8, resolution=24)
+    assert (
+        example["fps"] == 8.0
+        and example["video"][0].size == (24, 24)
+        and len(example["video"]) == example["num_frames"]
+    )
+    raw = load_sign_dataset(
+        "synthetic", cache_dir=str(tmp_path / "raw"), num_train=6, num_validation=2, num_test=0, fps=8, resolution=24
+    )
     assert prepared["train"]["text"] == raw["train"]["text"]
 
 
@@ -175,37 +211,78 @@ class _DatasetHub(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.path.startswith("/api/repos/create"):
             payload = json.loads(body)
-            return self._reply({"url": f"http://{self.headers['Host']}/datasets/{payload['organization']}/{payload['name']}"})
+            return self._reply(
+                {"url": f"http://{self.headers['Host']}/datasets/{payload['organization']}/{payload['name']}"}
+            )
         if self.path.startswith("/api/validate-yaml"):
             return self._reply({"errors": [], "warnings": []})
         if "/preupload/" in self.path:
             files = json.loads(body)["files"]
-            return self._reply({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+            return self._reply(
+                {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+            )
         if "/commit/" in self.path:
             lines = [json.loads(line) for line in body.splitlines() if line.strip()]
-            files = {l["value"]["path"]: base64.b64decode(l["value"]["content"]) for l in lines if l["key"] == "file"}
+            files = {
+                op["value"]["path"]: base64.b64decode(op["value"]["content"]) for op in lines if op["key"] == "file"
+            }
             type(self).commits.append((self.path, files))
-            repo_id = self.path[len("/api/datasets/"):].split("/commit/")[0]
-            return self._reply({"commitUrl": f"http://{self.headers['Host']}/datasets/{repo_id}/commit/{'0' * 40}",
-                                "commitOid": "0" * 40})
+            repo_id = self.path[len("/api/datasets/") :].split("/commit/")[0]
+            return self._reply(
+                {
+                    "commitUrl": f"http://{self.headers['Host']}/datasets/{repo_id}/commit/{'0' * 40}",
+                    "commitOid": "0" * 40,
+                }
+            )
         self.send_response(404)
         self.send_header("X-Error-Code", "EntryNotFound")
         self.end_headers()
 
-    do_GET = do_HEAD = lambda self: (self.send_response(404), self.send_header("X-Error-Code", "EntryNotFound"), self.end_headers())
+    do_GET = do_HEAD = lambda self: (
+        self.send_response(404),
+        self.send_header("X-Error-Code", "EntryNotFound"),
+        self.end_headers(),
+    )
 
 
 def test_push_to_hub_uploads_card_and_shards_only(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _DatasetHub)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = dict(os.environ, HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}", HF_TOKEN="hf_test",
-               HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_PROGRESS_BARS="1")
+    env = dict(
+        os.environ,
+        HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}",
+        HF_TOKEN="hf_test",
+        HF_HUB_OFFLINE="0",
+        HF_HOME=str(tmp_path / "hf"),
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+    )
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "train.cli", "prepare", "synthetic", "--output-dir", str(tmp_path / "out"),
-             "--option", "num_train=3", "--option", "num_validation=1", "--option", "num_test=1", "--resolution", "16",
-             "--push-to-hub", "someone/synthetic-signs"],
-            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+            [
+                sys.executable,
+                "-m",
+                "train.cli",
+                "prepare",
+                "synthetic",
+                "--output-dir",
+                str(tmp_path / "out"),
+                "--option",
+                "num_train=3",
+                "--option",
+                "num_validation=1",
+                "--option",
+                "num_test=1",
+                "--resolution",
+                "16",
+                "--push-to-hub",
+                "someone/synthetic-signs",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         server.shutdown()
         server.server_close()
@@ -213,15 +290,21 @@ def test_push_to_hub_uploads_card_and_shards_only(tmp_path):
     assert len(_DatasetHub.commits) == 1
     path, files = _DatasetHub.commits[0]
     assert path.startswith("/api/datasets/someone/synthetic-signs/commit/")
-    assert sorted(files) == ["README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet",
-                             "data/validation-00000-of-00001.parquet"]
+    assert sorted(files) == [
+        "README.md",
+        "data/test-00000-of-00001.parquet",
+        "data/train-00000-of-00001.parquet",
+        "data/validation-00000-of-00001.parquet",
+    ]
     assert files["README.md"] == (tmp_path / "out" / "README.md").read_bytes()
 
 
 def test_a_folder_that_is_not_a_prepared_dataset_is_named(tmp_path):
     (tmp_path / "data").mkdir()
     datasets.Dataset.from_dict({"id": ["a"], "text": ["b"]}).to_parquet(str(tmp_path / "data" / "train-00000.parquet"))
-    with pytest.raises(ValueError, match=rf"{tmp_path}: lacks column\(s\) \['gloss', 'signer', 'num_frames', 'fps', 'video'\]"):
+    with pytest.raises(
+        ValueError, match=rf"{tmp_path}: lacks column\(s\) \['gloss', 'signer', 'num_frames', 'fps', 'video'\]"
+    ):
         load_sign_dataset(str(tmp_path), cache_dir=str(tmp_path / "cache"))
 
 
@@ -231,7 +314,9 @@ def test_a_deleted_or_truncated_shard_is_named_and_rewritten_by_a_rerun(tmp_path
     shard = output / "data" / "train-00001-of-00002.parquet"
     content = shard.read_bytes()
     shard.write_bytes(content[: len(content) // 2])
-    with pytest.raises(ValueError, match=rf"shard data/{shard.name} has {len(content) // 2} bytes, {len(content)} when written"):
+    with pytest.raises(
+        ValueError, match=rf"shard data/{shard.name} has {len(content) // 2} bytes, {len(content)} when written"
+    ):
         load_sign_dataset(str(output))
     shard.unlink()
     with pytest.raises(ValueError, match=rf"shard data/{shard.name} is missing"):
@@ -255,10 +340,14 @@ def test_a_second_run_into_a_folder_stops_at_once_and_a_killed_run_leaves_no_sta
 
     release = write_phoenix14t(tmp_path / "raw")
     output = tmp_path / "out"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(output)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(output)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(DirectoryInUseError, match=rf"{output} is in use by `flallm prepare phoenix14t` \(pid {holder.pid} "):
+        with pytest.raises(
+            DirectoryInUseError, match=rf"{output} is in use by `flallm prepare phoenix14t` \(pid {holder.pid} "
+        ):
             prepare_dataset("phoenix14t", output, data_dir=release)
         with pytest.raises(SystemExit, match=rf"{output} is in use by"):
             cli_main(["train", "--config", "synthetic_stage1.yaml", "--output-dir", str(output)])

@@ -40,7 +40,9 @@ def test_same_seed_same_corpus_other_seed_other_corpus(small, tmp_path):
     np.testing.assert_array_equal(decode_video(small["train"][3]["video"]), decode_video(again["train"][3]["video"]))
     other = load_sign_dataset("synthetic", cache_dir=str(tmp_path / "b"), seed=1, **SMALL)
     assert other["train"]["text"] != small["train"]["text"]
-    assert not np.array_equal(decode_video(other["train"][0]["video"], [5]), decode_video(small["train"][0]["video"], [5]))
+    assert not np.array_equal(
+        decode_video(other["train"][0]["video"], [5]), decode_video(small["train"][0]["video"], [5])
+    )
 
 
 def test_schema_sizes_and_frames(small):
@@ -102,8 +104,16 @@ def test_held_out_sentences_never_appear_in_training_text(small):
 def test_smaller_vocabulary_and_non_square_frames(tmp_path):
     language = SyntheticSignLanguage(vocabulary_size=40)
     assert 36 <= len(language.vocabulary) <= 44
-    dataset = load_sign_dataset("synthetic", cache_dir=str(tmp_path), num_train=10, num_validation=2, num_test=2,
-                                resolution=(24, 40), fps=8, vocabulary_size=40)
+    dataset = load_sign_dataset(
+        "synthetic",
+        cache_dir=str(tmp_path),
+        num_train=10,
+        num_validation=2,
+        num_test=2,
+        resolution=(24, 40),
+        fps=8,
+        vocabulary_size=40,
+    )
     assert {g for gloss in dataset["train"]["gloss"] for g in gloss.split()} <= set(language.vocabulary)
     example = dataset["train"][0]
     assert decode_video(example["video"], [0]).shape == (1, 24, 40, 3) and example["fps"] == 8.0

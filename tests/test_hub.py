@@ -13,30 +13,53 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from _hub_server import HubServer
 from safetensors.numpy import save_file
 
-from _hub_server import HubServer
 from train import hub, model_card
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 RESNET18 = {"model_type": "resnet", "hidden_sizes": [64, 128, 256, 512], "depths": [2, 2, 2, 2]}
 LIGHT_T = {"model_type": "mbart", "encoder_layers": 3, "decoder_layers": 3, "d_model": 512}
-MBART_LARGE = {"model_type": "mbart", "_name_or_path": "facebook/mbart-large-cc25", "encoder_layers": 12,
-               "decoder_layers": 12, "d_model": 1024}
-RECORD = {"dataset": "phoenix14t", "language": "de", "bleu1": 40.123, "bleu2": 30.0, "bleu3": 22.5, "bleu4": 18.456,
-          "rougeL": 41.0, "chrf": 44.5, "signature": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
-          "rouge_signature": "rougeL|lcs-f-beta:1.2|avg:sentence|tok:13a|rouge-score:0.1.2"}
+MBART_LARGE = {
+    "model_type": "mbart",
+    "_name_or_path": "facebook/mbart-large-cc25",
+    "encoder_layers": 12,
+    "decoder_layers": 12,
+    "d_model": 1024,
+}
+RECORD = {
+    "dataset": "phoenix14t",
+    "language": "de",
+    "bleu1": 40.123,
+    "bleu2": 30.0,
+    "bleu3": 22.5,
+    "bleu4": 18.456,
+    "rougeL": 41.0,
+    "chrf": 44.5,
+    "signature": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
+    "rouge_signature": "rougeL|lcs-f-beta:1.2|avg:sentence|tok:13a|rouge-score:0.1.2",
+}
 
 
 def make_run_dir(path: Path, stage: str, text_config: dict, training_config: dict, metrics_files: dict) -> Path:
     path.mkdir(parents=True)
-    config = {"model_type": "flallm", "stage": stage, "vision_config": RESNET18, "text_config": text_config,
-              "frame_sample_rate": 4, "adapter_input": "sign", "freeze": "visual_encoder" if stage != "visual_initialing" else "none",
-              "auto_map": {"AutoConfig": "configuration_flallm.FlaLlmConfig"}}
+    config = {
+        "model_type": "flallm",
+        "stage": stage,
+        "vision_config": RESNET18,
+        "text_config": text_config,
+        "frame_sample_rate": 4,
+        "adapter_input": "sign",
+        "freeze": "visual_encoder" if stage != "visual_initialing" else "none",
+        "auto_map": {"AutoConfig": "configuration_flallm.FlaLlmConfig"},
+    }
     (path / "config.json").write_text(json.dumps(config))
-    save_file({"adapter.weight": np.zeros((4, 3), dtype=np.float32), "adapter.bias": np.zeros(4, dtype=np.float32)},
-              str(path / "model.safetensors"))
+    save_file(
+        {"adapter.weight": np.zeros((4, 3), dtype=np.float32), "adapter.bias": np.zeros(4, dtype=np.float32)},
+        str(path / "model.safetensors"),
+    )
     (path / "tokenizer.json").write_text('{"version": "1.0"}')
     (path / "processor_config.json").write_text('{"processor_class": "FlaLlmProcessor"}')
     (path / "configuration_flallm.py").write_text("# remote code\n")
@@ -55,40 +78,73 @@ def make_run_dir(path: Path, stage: str, text_config: dict, training_config: dic
 @pytest.fixture
 def stage1_dir(tmp_path):
     return make_run_dir(
-        tmp_path / "stage1", "visual_initialing", LIGHT_T,
+        tmp_path / "stage1",
+        "visual_initialing",
+        LIGHT_T,
         {"stage": 1, "data": {"dataset": "phoenix14t"}, "model": {"backbone": "microsoft/resnet-18"}, "epochs": 75},
-        {"metrics_test.json": {**RECORD, "split": "test"}, "metrics_validation.json": {**RECORD, "split": "validation", "bleu4": 19.0}},
+        {
+            "metrics_test.json": {**RECORD, "split": "test"},
+            "metrics_validation.json": {**RECORD, "split": "validation", "bleu4": 19.0},
+        },
     )
 
 
 @pytest.fixture
 def stage2_dir(tmp_path):
     return make_run_dir(
-        tmp_path / "stage2", "llm_fine_tuning", MBART_LARGE,
-        {"stage": 2, "dataset": "phoenix14t", "stage1_model": "someone/flallm-phoenix-stage1",
-         "language_model": "facebook/mbart-large-cc25"},
+        tmp_path / "stage2",
+        "llm_fine_tuning",
+        MBART_LARGE,
+        {
+            "stage": 2,
+            "dataset": "phoenix14t",
+            "stage1_model": "someone/flallm-phoenix-stage1",
+            "language_model": "facebook/mbart-large-cc25",
+        },
         {"metrics.json": {"test": {**RECORD, "bleu4": 22.0}}},
     )
 
 
 def hub_env(hub_server, tmp_path) -> dict:
     env = dict(os.environ)
-    env.update(HF_ENDPOINT=hub_server.endpoint, HF_TOKEN="hf_testtoken", HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"),
-               HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=str(REPO_ROOT))
+    env.update(
+        HF_ENDPOINT=hub_server.endpoint,
+        HF_TOKEN="hf_testtoken",
+        HF_HUB_OFFLINE="0",
+        HF_HOME=str(tmp_path / "hf"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        PYTHONPATH=str(REPO_ROOT),
+    )
     return env
 
 
 def run_python(args, env):
-    result = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     return result
 
 
 def test_cli_push_stage1(stage1_dir, tmp_path):
     with HubServer() as server:
-        result = run_python(["-m", "train.cli", "--log-level", "WARNING", "push", "--model", str(stage1_dir),
-                             "--repo-id", "someone/flallm-phoenix-stage1", "--private",
-                             "--commit-message", "Stage 1 after 75 epochs"], hub_env(server, tmp_path))
+        result = run_python(
+            [
+                "-m",
+                "train.cli",
+                "--log-level",
+                "WARNING",
+                "push",
+                "--model",
+                str(stage1_dir),
+                "--repo-id",
+                "someone/flallm-phoenix-stage1",
+                "--private",
+                "--commit-message",
+                "Stage 1 after 75 epochs",
+            ],
+            hub_env(server, tmp_path),
+        )
     state = server.state
     assert state.repos["someone/flallm-phoenix-stage1"]["visibility"] == "private"
     assert state.authorizations == {"Bearer hf_testtoken"}
@@ -96,10 +152,21 @@ def test_cli_push_stage1(stage1_dir, tmp_path):
     assert commit.summary == "Stage 1 after 75 epochs"
     assert not commit.create_pr and commit.revision == "main"
     assert "/someone/flallm-phoenix-stage1/commit/" in result.stdout
-    assert sorted(commit.files) == sorted([
-        "README.md", "config.json", "configuration_flallm.py", "metrics_test.json", "metrics_validation.json",
-        "model.safetensors", "processor_config.json", "tokenizer.json", "training_config.yaml",
-        "pipeline_flallm.py", "video_io.py"])  # the pipeline's remote code, added by the push
+    assert sorted(commit.files) == sorted(
+        [
+            "README.md",
+            "config.json",
+            "configuration_flallm.py",
+            "metrics_test.json",
+            "metrics_validation.json",
+            "model.safetensors",
+            "processor_config.json",
+            "tokenizer.json",
+            "training_config.yaml",
+            "pipeline_flallm.py",
+            "video_io.py",
+        ]
+    )  # the pipeline's remote code, added by the push
     assert commit.files["model.safetensors"] == (stage1_dir / "model.safetensors").read_bytes()
     assert commit.files["pipeline_flallm.py"] == (REPO_ROOT / "modeling_flallm" / "pipeline_flallm.py").read_bytes()
     pushed_config = json.loads(commit.files["config.json"])
@@ -172,7 +239,13 @@ def test_stage_is_resolved_from_argument_training_config_or_config(stage1_dir):
     info.config.pop("stage")
     with pytest.raises(ValueError, match="cannot tell which stage"):
         model_card.resolve_stage(info)
-    assert [model_card.normalize_stage(v) for v in (1, "2", "stage_1", "Stage-2", "visual_initialing")] == [1, 2, 1, 2, 1]
+    assert [model_card.normalize_stage(v) for v in (1, "2", "stage_1", "Stage-2", "visual_initialing")] == [
+        1,
+        2,
+        1,
+        2,
+        1,
+    ]
     with pytest.raises(ValueError, match="stage=3"):
         model_card.normalize_stage(3)
 
@@ -180,8 +253,11 @@ def test_stage_is_resolved_from_argument_training_config_or_config(stage1_dir):
 def test_dry_run_card_without_metrics_or_training_config(tmp_path):
     run_dir = tmp_path / "bare"
     run_dir.mkdir()
-    (run_dir / "config.json").write_text(json.dumps({"model_type": "flallm", "stage": "llm_fine_tuning",
-                                                      "text_config": MBART_LARGE, "vision_config": RESNET18}))
+    (run_dir / "config.json").write_text(
+        json.dumps(
+            {"model_type": "flallm", "stage": "llm_fine_tuning", "text_config": MBART_LARGE, "vision_config": RESNET18}
+        )
+    )
     card = model_card.render_model_card(run_dir, "someone/bare", dataset="how2sign")
     assert card.data.license == "cc-by-nc-4.0"
     assert card.data.language == ["en", "ase"]
@@ -229,8 +305,24 @@ def test_pushed_training_export_runs_as_remote_code(tmp_path):
     expected = load_translator(str(export))(str(frames), **generation)  # with the package, in this process
 
     with HubServer() as server:
-        run_python(["-m", "train.cli", "--log-level", "WARNING", "push", "--model", str(export),
-                    "--repo-id", "someone/tiny", "--stage", "1", "--dataset", "synthetic"], hub_env(server, tmp_path))
+        run_python(
+            [
+                "-m",
+                "train.cli",
+                "--log-level",
+                "WARNING",
+                "push",
+                "--model",
+                str(export),
+                "--repo-id",
+                "someone/tiny",
+                "--stage",
+                "1",
+                "--dataset",
+                "synthetic",
+            ],
+            hub_env(server, tmp_path),
+        )
     [commit] = server.state.commits
     download = tmp_path / "download"
     for name, content in commit.files.items():
@@ -254,10 +346,35 @@ def test_only_model_files_are_pushed_and_the_dry_run_names_what_is_skipped(stage
     assert not set(STRAY_FILES) & set(upload) and "logs/config.json" not in upload
     assert set(STRAY_FILES) | {"logs/config.json", "checkpoints/step_10/optimizer.pt"} <= set(skipped)
     with HubServer() as server:
-        dry = run_python(["-m", "train.cli", "--log-level", "WARNING", "push", "--model", str(stage1_dir), "--repo-id",
-                          "someone/stray", "--dry-run"], hub_env(server, tmp_path))
-        run_python(["-m", "train.cli", "--log-level", "WARNING", "push", "--model", str(stage1_dir), "--repo-id",
-                    "someone/stray"], hub_env(server, tmp_path))
+        dry = run_python(
+            [
+                "-m",
+                "train.cli",
+                "--log-level",
+                "WARNING",
+                "push",
+                "--model",
+                str(stage1_dir),
+                "--repo-id",
+                "someone/stray",
+                "--dry-run",
+            ],
+            hub_env(server, tmp_path),
+        )
+        run_python(
+            [
+                "-m",
+                "train.cli",
+                "--log-level",
+                "WARNING",
+                "push",
+                "--model",
+                str(stage1_dir),
+                "--repo-id",
+                "someone/stray",
+            ],
+            hub_env(server, tmp_path),
+        )
     files, skipped_text = dry.stdout.split("\nSkipped (not model files; never uploaded):\n")
     assert all(f"  {name}\n" in skipped_text + "\n" for name in STRAY_FILES)
     assert not any(f"  {name}\n" in files for name in STRAY_FILES)

@@ -12,8 +12,16 @@ from modeling_flallm.tokenization_flallm import train_tokenizer
 from train.lm_pretraining import MASK_TOKEN, add_mask_token, pretrain_denoising_lm, text_infilling
 
 MASK, EOS = 99, 2
-TINY = {"d_model": 32, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2, "decoder_attention_heads": 2,
-        "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "max_position_embeddings": 64}
+TINY = {
+    "d_model": 32,
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "encoder_attention_heads": 2,
+    "decoder_attention_heads": 2,
+    "encoder_ffn_dim": 64,
+    "decoder_ffn_dim": 64,
+    "max_position_embeddings": 64,
+}
 
 
 def _is_subsequence(short, long):
@@ -80,8 +88,18 @@ def pretrained(tmp_path_factory):
     tokenizer = train_tokenizer(texts, vocab_size=300, model_type="bpe")
     output = tmp_path_factory.mktemp("lm") / "lm"
     torch.manual_seed(123)  # the function must not depend on the global seed
-    path = pretrain_denoising_lm(texts, tokenizer, output, model_config=TINY, validation_texts=synthetic_text(40, seed=5, split="validation"),
-                                 epochs=6, batch_size=32, lr=3e-3, seed=0, progress=False)
+    path = pretrain_denoising_lm(
+        texts,
+        tokenizer,
+        output,
+        model_config=TINY,
+        validation_texts=synthetic_text(40, seed=5, split="validation"),
+        epochs=6,
+        batch_size=32,
+        lr=3e-3,
+        seed=0,
+        progress=False,
+    )
     return path, texts
 
 
@@ -109,10 +127,28 @@ def test_pretrained_lm_is_a_loadable_mbart_with_its_tokenizer_and_it_learned(pre
 def test_pretraining_is_deterministic_given_the_seed(pretrained, tmp_path):
     path, texts = pretrained
     tokenizer = train_tokenizer(texts, vocab_size=300, model_type="bpe")
-    again = pretrain_denoising_lm(texts, tokenizer, tmp_path / "again", model_config=TINY, epochs=1, batch_size=32, lr=3e-3,
-                                  seed=0, progress=False)
-    other = pretrain_denoising_lm(texts, tokenizer, tmp_path / "again2", model_config=TINY, epochs=1, batch_size=32, lr=3e-3,
-                                  seed=0, progress=False)
+    again = pretrain_denoising_lm(
+        texts,
+        tokenizer,
+        tmp_path / "again",
+        model_config=TINY,
+        epochs=1,
+        batch_size=32,
+        lr=3e-3,
+        seed=0,
+        progress=False,
+    )
+    other = pretrain_denoising_lm(
+        texts,
+        tokenizer,
+        tmp_path / "again2",
+        model_config=TINY,
+        epochs=1,
+        batch_size=32,
+        lr=3e-3,
+        seed=0,
+        progress=False,
+    )
     a = AutoModelForSeq2SeqLM.from_pretrained(again).state_dict()
     b = AutoModelForSeq2SeqLM.from_pretrained(other).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -95,7 +95,9 @@ def test_forward_returns_label_smoothed_loss_ignoring_padding(kind):
     pixel_values, pixel_mask = batch()
     out = model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS)
     assert out.logits.shape == (2, LABELS.shape[1], model.config.text_config.vocab_size)
-    expected = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), LABELS.reshape(-1), ignore_index=-100, label_smoothing=0.2)
+    expected = F.cross_entropy(
+        out.logits.reshape(-1, out.logits.shape[-1]), LABELS.reshape(-1), ignore_index=-100, label_smoothing=0.2
+    )
     torch.testing.assert_close(out.loss, expected)
     out.loss.backward()
     assert model.visual_encoder.backbone.embedder.embedder.convolution.weight.grad is not None
@@ -117,7 +119,9 @@ def test_all_real_frames_go_through_the_cnn_in_one_call():
     calls = []
     model.visual_encoder.backbone.register_forward_hook(lambda module, args, kwargs_out: calls.append(kwargs_out))
     seen = []
-    model.visual_encoder.backbone.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["pixel_values"].shape[0]), with_kwargs=True)
+    model.visual_encoder.backbone.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["pixel_values"].shape[0]), with_kwargs=True
+    )
     pixel_values, pixel_mask = batch(lengths=(6, 4, 1))
     model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS[:1].expand(3, -1))
     assert seen == [11]
@@ -133,7 +137,9 @@ def test_padding_does_not_change_a_videos_logits_or_translation(kind):
     torch.testing.assert_close(batched.loss.new_tensor(alone.loss.item()), alone.loss)
 
     generated = model.generate(pixel_values=pixel_values, pixel_mask=pixel_mask, num_beams=3, max_new_tokens=6)
-    generated_alone = model.generate(pixel_values=pixel_values[1:, :3], pixel_mask=pixel_mask[1:, :3], num_beams=3, max_new_tokens=6)
+    generated_alone = model.generate(
+        pixel_values=pixel_values[1:, :3], pixel_mask=pixel_mask[1:, :3], num_beams=3, max_new_tokens=6
+    )
     length = generated_alone.shape[1]
     assert generated[1, :length].tolist() == generated_alone[0].tolist()
     assert all(token == model.config.text_config.pad_token_id for token in generated[1, length:].tolist())
@@ -184,7 +190,9 @@ def test_auto_classes_load_the_full_model_and_processor(tmp_path):
     for auto_class in (AutoModel, AutoModelForImageTextToText):
         loaded = auto_class.from_pretrained(tmp_path).eval()
         assert type(loaded) is FlaLlmForSignTranslation
-        torch.testing.assert_close(loaded(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).logits, expected)
+        torch.testing.assert_close(
+            loaded(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).logits, expected
+        )
     assert type(AutoProcessor.from_pretrained(tmp_path)).__name__ == "FlaLlmProcessor"
 
 
@@ -217,7 +225,9 @@ torch.testing.assert_close(logits, torch.load({str(tmp_path / "expected.pt")!r})
 print(type(model).__name__, type(processor).__name__)
 """
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    result = subprocess.run([sys.executable, "-S", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "FlaLlmForSignTranslation FlaLlmProcessor" in result.stdout
 
@@ -273,7 +283,9 @@ def test_backbone_starts_from_a_pretrained_resnet_through_transformers(tmp_path)
     for key, value in classifier.resnet.state_dict().items():
         assert torch.equal(model.visual_encoder.backbone.state_dict()[key], value), key
     with pytest.raises(OSError):
-        FlaLlmForSignTranslation.from_vision_pretrained("microsoft/resnet-18-does-not-exist-offline", config=tiny_config())
+        FlaLlmForSignTranslation.from_vision_pretrained(
+            "microsoft/resnet-18-does-not-exist-offline", config=tiny_config()
+        )
 
 
 def test_lora_adapters_train_save_load_and_merge(tmp_path):
@@ -289,7 +301,9 @@ def test_lora_adapters_train_save_load_and_merge(tmp_path):
 
     model.save_pretrained(tmp_path / "full")
     reloaded = AutoModel.from_pretrained(tmp_path / "full").eval()
-    torch.testing.assert_close(reloaded(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).logits, expected)
+    torch.testing.assert_close(
+        reloaded(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).logits, expected
+    )
 
     model.save_lora_adapter(tmp_path / "adapter")
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
@@ -301,8 +315,12 @@ def test_lora_adapters_train_save_load_and_merge(tmp_path):
     generated = model.generate(pixel_values=pixel_values, pixel_mask=pixel_mask, num_beams=2, max_new_tokens=4)
     model.merge_lora()
     assert not any("lora_" in name for name, _ in model.named_parameters())
-    assert torch.equal(model.generate(pixel_values=pixel_values, pixel_mask=pixel_mask, num_beams=2, max_new_tokens=4), generated)
-    torch.testing.assert_close(model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).logits, expected, atol=1e-5, rtol=1e-4)
+    assert torch.equal(
+        model.generate(pixel_values=pixel_values, pixel_mask=pixel_mask, num_beams=2, max_new_tokens=4), generated
+    )
+    torch.testing.assert_close(
+        model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).logits, expected, atol=1e-5, rtol=1e-4
+    )
     model.save_pretrained(tmp_path / "merged")
     assert AutoModel.from_pretrained(tmp_path / "merged").config.use_lora is False
 
@@ -331,11 +349,16 @@ def test_stage2_adapter_input_light_t_states_reproduce_stage1_encoder(tmp_path):
     stage2.save_pretrained(tmp_path)
     reloaded = AutoModel.from_pretrained(tmp_path).eval()
     assert reloaded.config.adapter_input == "light_t" and reloaded.config.light_t_config.model_type == "mbart"
-    torch.testing.assert_close(reloaded.get_visual_features(pixel_values, pixel_mask)[0], stage2.eval().get_visual_features(pixel_values, pixel_mask)[0])
+    torch.testing.assert_close(
+        reloaded.get_visual_features(pixel_values, pixel_mask)[0],
+        stage2.eval().get_visual_features(pixel_values, pixel_mask)[0],
+    )
 
 
 def test_stage2_adapter_input_frame_skips_the_temporal_module():
-    stage2 = FlaLlmForSignTranslation.from_stage1(tiny_model(seed=0), language_model=tiny_model(seed=1).language_model, adapter_input="frame")
+    stage2 = FlaLlmForSignTranslation.from_stage1(
+        tiny_model(seed=0), language_model=tiny_model(seed=1).language_model, adapter_input="frame"
+    )
     assert stage2.visual_encoder.temporal is None
     features, _ = stage2.eval().get_visual_features(*batch())
     assert features.shape[-1] == TINY_VISION["hidden_sizes"][-1]
@@ -359,8 +382,10 @@ def test_bag_of_words_loss_is_added_in_training_only(kind):
     model.load_state_dict(plain.state_dict(), strict=False)  # same weights except the new head
     pixel_values, pixel_mask = batch()
     plain.eval(), model.eval()
-    torch.testing.assert_close(model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).loss,
-                               plain(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).loss)
+    torch.testing.assert_close(
+        model(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).loss,
+        plain(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).loss,
+    )
     plain.train(), model.train()
     torch.manual_seed(1)
     ce = plain(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=LABELS).loss
@@ -377,7 +402,9 @@ def test_bag_of_words_loss_rewards_the_tokens_of_the_sentence_and_ignores_paddin
     labels = torch.tensor([[5, 6, 2, -100], [7, 2, -100, -100]])
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
     with torch.no_grad():
-        model.bag_of_words_head.weight.copy_(torch.eye(vocab, hidden) if hidden >= vocab else torch.eye(vocab)[:, :hidden])
+        model.bag_of_words_head.weight.copy_(
+            torch.eye(vocab, hidden) if hidden >= vocab else torch.eye(vocab)[:, :hidden]
+        )
         model.bag_of_words_head.bias.fill_(-4.0)
 
     def loss_for(present):
@@ -394,7 +421,9 @@ def test_bag_of_words_loss_rewards_the_tokens_of_the_sentence_and_ignores_paddin
     states[0, :3, 5] = states[0, :3, 6] = states[1, :2, 7] = 8.0
     padded = states.clone()
     padded[0, 3] = padded[1, 2:] = 50.0
-    torch.testing.assert_close(model.bag_of_words_loss(states, mask, labels), model.bag_of_words_loss(padded, mask, labels))
+    torch.testing.assert_close(
+        model.bag_of_words_loss(states, mask, labels), model.bag_of_words_loss(padded, mask, labels)
+    )
     torch.testing.assert_close(loss_for([[5, 6, 2], [7, 2]]), right)  # a high score for </s> costs nothing
 
 

@@ -24,8 +24,11 @@ def test_the_sign_picture_command_draws_the_signs(tmp_path):
 
 def test_the_pictures_the_docs_link_exist_and_are_valid():
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-    linked = {(page.parent / target).resolve() for page in pages
-              for target in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", page.read_text(encoding="utf-8"))}
+    linked = {
+        (page.parent / target).resolve()
+        for page in pages
+        for target in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", page.read_text(encoding="utf-8"))
+    }
     assert len(linked) >= 4
     for path in linked:
         _valid_png(path)

@@ -48,9 +48,10 @@ def translator(model, processor):
 def direct(model, processor, videos, **kwargs):
     """Reference translations without the pipeline."""
     inputs = processor(videos=list(videos))
-    ids = model.generate(pixel_values=inputs["pixel_values"], pixel_mask=inputs["pixel_mask"], **{**GENERATION, **kwargs})
+    ids = model.generate(
+        pixel_values=inputs["pixel_values"], pixel_mask=inputs["pixel_mask"], **{**GENERATION, **kwargs}
+    )
     return processor.batch_decode(ids, skip_special_tokens=True)
-
 
 
 def test_registered_task_builds_the_pipeline(translator):
@@ -131,7 +132,9 @@ def test_saved_pipeline_carries_its_remote_code(translator, tmp_path):
     assert PIPELINE_REGISTRY.supported_tasks["sign-language-translation"]["impl"] is SignLanguageTranslationPipeline
     assert remote(VIDEOS[0], **GENERATION) == {"translation_text": TEXTS[0]}
     remote.save_pretrained(tmp_path / "again")
-    assert json.loads((tmp_path / "again" / "config.json").read_text())["custom_pipelines"] == config["custom_pipelines"]
+    assert (
+        json.loads((tmp_path / "again" / "config.json").read_text())["custom_pipelines"] == config["custom_pipelines"]
+    )
 
 
 def test_saved_pipeline_loads_as_remote_code_without_the_package(translator, tmp_path):
@@ -145,18 +148,32 @@ def test_saved_pipeline_loads_as_remote_code_without_the_package(translator, tmp
     assert report["leaked"] == []
 
 
-def test_a_long_large_video_is_shrunk_as_decoded_and_sampled_over_its_whole_length(translator, processor, tmp_path, caplog):
-    from modeling_flallm import processing_flallm
+def test_a_long_large_video_is_shrunk_as_decoded_and_sampled_over_its_whole_length(
+    translator, processor, tmp_path, caplog
+):
+    from modeling_flallm import video_processing_flallm
 
     video_processor = processor.video_processor
-    frames = np.random.default_rng(0).integers(0, 256, (video_processor.max_frames * video_processor.frame_sample_rate + 40,
-                                                        3 * video_processor.size, 4 * video_processor.size, 3), dtype=np.uint8)
+    frames = np.random.default_rng(0).integers(
+        0,
+        256,
+        (
+            video_processor.max_frames * video_processor.frame_sample_rate + 40,
+            3 * video_processor.size,
+            4 * video_processor.size,
+            3,
+        ),
+        dtype=np.uint8,
+    )
     path = str(write_video(tmp_path / "long.mp4", frames))
     kept = load_video(path, lambda n: video_processor.sample_frame_indices(n), max_short_side=video_processor.size)
     assert kept.shape == (video_processor.max_frames, video_processor.size, round(4 / 3 * video_processor.size), 3)
     indices = video_processor.sample_frame_indices(len(frames))
-    assert indices[0] < video_processor.frame_sample_rate and indices[-1] > len(frames) - 2 * video_processor.frame_sample_rate
-    processing_flallm._warned_long_video = False
+    assert (
+        indices[0] < video_processor.frame_sample_rate
+        and indices[-1] > len(frames) - 2 * video_processor.frame_sample_rate
+    )
+    video_processing_flallm._warned_long_video = False
     with caplog.at_level("WARNING"):
         assert isinstance(translator(path, **GENERATION)["translation_text"], str)
     assert f"keeps at most max_frames={video_processor.max_frames}, spread over the whole clip" in caplog.text

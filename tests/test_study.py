@@ -23,7 +23,10 @@ def _valid_png(path: Path) -> None:
 @pytest.fixture(scope="module")
 def quick_study(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("study")
-    assert main(["study", "factorization", "--quick", "--seeds", "0", "1", "--jobs", "1", "--output-dir", str(output_dir)]) == 0
+    assert (
+        main(["study", "factorization", "--quick", "--seeds", "0", "1", "--jobs", "1", "--output-dir", str(output_dir)])
+        == 0
+    )
     return output_dir
 
 
@@ -54,13 +57,39 @@ def test_quick_study_writes_every_row_for_every_seed(quick_study):
 def test_a_study_started_again_trains_nothing_and_a_new_table_only_its_new_rows(quick_study, monkeypatch):
     trained = []
     monkeypatch.setattr(study, "train_run", lambda config, commit: trained.append(config.output_dir))
-    assert main(["study", "factorization", "--quick", "--seeds", "0", "1", "--jobs", "1", "--output-dir", str(quick_study)]) == 0
+    assert (
+        main(
+            ["study", "factorization", "--quick", "--seeds", "0", "1", "--jobs", "1", "--output-dir", str(quick_study)]
+        )
+        == 0
+    )
     assert trained == []
     # adapter-input shares the stage-1 and factorized runs (same --runs-dir); the fake run writes no result.
-    assert main(["study", "adapter-input", "--quick", "--seeds", "0", "1", "--jobs", "1", "--runs-dir", str(quick_study),
-                 "--output-dir", str(quick_study / "adapter")]) == 1
+    assert (
+        main(
+            [
+                "study",
+                "adapter-input",
+                "--quick",
+                "--seeds",
+                "0",
+                "1",
+                "--jobs",
+                "1",
+                "--runs-dir",
+                str(quick_study),
+                "--output-dir",
+                str(quick_study / "adapter"),
+            ]
+        )
+        == 1
+    )
     assert sorted(Path(p).relative_to(quick_study / "runs").as_posix() for p in trained) == [
-        "adapter_frame/seed0", "adapter_frame/seed1", "adapter_light_t/seed0", "adapter_light_t/seed1"]
+        "adapter_frame/seed0",
+        "adapter_frame/seed1",
+        "adapter_light_t/seed0",
+        "adapter_light_t/seed1",
+    ]
     results = json.loads((quick_study / "adapter" / "results.json").read_text())
     assert [row["num_seeds"] for row in results["rows"]] == [0, 2, 0]
     assert "cannot be checked" in (quick_study / "adapter" / "results.md").read_text()
@@ -68,16 +97,29 @@ def test_a_study_started_again_trains_nothing_and_a_new_table_only_its_new_rows(
 
 def test_a_finished_run_made_with_another_config_is_not_reused(quick_study):
     with pytest.raises(ValueError, match=r"stage1/seed0 is a finished run made with another config .*'training'"):
-        study.run_study("factorization", seeds=[0], output_dir=quick_study, quick=True, jobs=1,
-                        overrides=["stage1.training.batch_size=4"])
+        study.run_study(
+            "factorization",
+            seeds=[0],
+            output_dir=quick_study,
+            quick=True,
+            jobs=1,
+            overrides=["stage1.training.batch_size=4"],
+        )
 
 
 def test_real_corpora_use_the_paper_configs(tmp_path):
-    configs, lm = study.build_run_configs(study.TABLES["factorization"], [3], tmp_path, dataset="phoenix14t",
-                                          overrides=["data.data_dir=/data/PHOENIX-2014-T", "stage2.model.language_model=/lm"])
+    configs, lm = study.build_run_configs(
+        study.TABLES["factorization"],
+        [3],
+        tmp_path,
+        dataset="phoenix14t",
+        overrides=["data.data_dir=/data/PHOENIX-2014-T", "stage2.model.language_model=/lm"],
+    )
     assert lm is None and sorted(name for name, _ in configs) == ["factorized", "joint", "stage1", "stage2_only"]
-    for (name, seed), config in configs.items():
-        assert config.seed == 3 and config.data.dataset == "phoenix14t" and config.data.data_dir == "/data/PHOENIX-2014-T"
+    for (name, _seed), config in configs.items():
+        assert (
+            config.seed == 3 and config.data.dataset == "phoenix14t" and config.data.data_dir == "/data/PHOENIX-2014-T"
+        )
         assert config.output_dir == str(tmp_path / "runs" / name / "seed3")
     assert configs["stage1", 3].training.epochs == 75  # the paper's stage 1 (phoenix14t_stage1.yaml)
     assert configs["factorized", 3].model.stage1 == str(tmp_path / "runs" / "stage1" / "seed3" / "best")
@@ -86,7 +128,9 @@ def test_real_corpora_use_the_paper_configs(tmp_path):
     assert joint.model.stage1 is None and joint.model.vision_model == "microsoft/resnet-18"
     assert joint.model.config["freeze"] == "none" and joint.training.epochs == 40
     with pytest.raises(ValueError, match="lm.* overrides .* stage2.model.language_model"):
-        study.build_run_configs(study.TABLES["llm-init"], [0], tmp_path, dataset="phoenix14t", overrides=["lm.training.epochs=1"])
+        study.build_run_configs(
+            study.TABLES["llm-init"], [0], tmp_path, dataset="phoenix14t", overrides=["lm.training.epochs=1"]
+        )
 
 
 def test_synthetic_ablation_runs_change_only_what_the_row_says(tmp_path):
@@ -116,7 +160,9 @@ def test_the_ordering_line_says_which_pairs_hold():
     # Every pair counts, not only neighbours in the paper's order: c above a is an inversion too.
     three = study.ordering([_row("a", 20, 30), _row("b", 10, 20), _row("c", 5, 40)])
     assert three["inversions"] == [("a", "c"), ("b", "c")]
-    assert "**does not hold**" in study.ordering_sentence(broken) and "not resolved" not in study.ordering_sentence(broken)
+    assert "**does not hold**" in study.ordering_sentence(broken) and "not resolved" not in study.ordering_sentence(
+        broken
+    )
     noisy = study.ordering([_row("a", 20, 19.8), _row("b", 10, 20)])
     assert noisy["inversions"] == noisy["within_std"] == [("a", "b")]
     assert "a is not above b (by less than one std: not resolved by these seeds)" in study.ordering_sentence(noisy)
@@ -127,16 +173,22 @@ def test_a_failed_job_skips_what_needs_it_and_the_others_go_on(tmp_path):
         raise OSError("disk full")
 
     ran = []
-    jobs = [study.Job("a", fail, ()), study.Job("b", ran.append, ("b",), needs=("a",)), study.Job("c", ran.append, ("c",))]
+    jobs = [
+        study.Job("a", fail, ()),
+        study.Job("b", ran.append, ("b",), needs=("a",)),
+        study.Job("c", ran.append, ("c",)),
+    ]
     failed = study.run_jobs(jobs, parallel=1)
     assert ran == ["c"] and failed == {"a": "OSError: disk full", "b": "skipped: a did not finish"}
 
 
 def test_parallel_jobs_run_in_their_own_processes_with_their_own_logs(tmp_path):
     made, missing = tmp_path / "made", tmp_path / "missing"
-    jobs = [study.Job("touch", Path.touch, (made,), done=made.is_file, log=tmp_path / "touch.log"),
-            study.Job("remove", os.remove, (missing,), done=lambda: True, log=tmp_path / "remove.log"),
-            study.Job("after", Path.touch, (tmp_path / "after",), needs=("remove",), log=tmp_path / "after.log")]
+    jobs = [
+        study.Job("touch", Path.touch, (made,), done=made.is_file, log=tmp_path / "touch.log"),
+        study.Job("remove", os.remove, (missing,), done=lambda: True, log=tmp_path / "remove.log"),
+        study.Job("after", Path.touch, (tmp_path / "after",), needs=("remove",), log=tmp_path / "after.log"),
+    ]
     failed = study.run_jobs(jobs, parallel=2)
     assert made.is_file() and not (tmp_path / "after").exists()
     assert set(failed) == {"remove", "after"} and str(tmp_path / "remove.log") in failed["remove"]

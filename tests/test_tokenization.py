@@ -11,14 +11,67 @@ from transformers.models.mbart.modeling_mbart import shift_tokens_right
 
 from modeling_flallm.tokenization_flallm import train_tokenizer
 
-
 REAL_TEXT = Path("/work/shared/data/real_text")
-WORDS = (
-    "am tag wechseln sonne und wolken einander ab im norden regnet es morgen gebietsweise kräftig "
-    "in der nacht gibt es frost an den küsten weht ein frischer wind aus nordwest temperaturen zwölf grad "
-    "the weather tomorrow will be sunny with a few clouds and rain later in the evening "
-    "明天 北方 有 雨 南方 晴 气温 十二 度"
-).split()
+WORDS = [
+    "am",
+    "tag",
+    "wechseln",
+    "sonne",
+    "und",
+    "wolken",
+    "einander",
+    "ab",
+    "im",
+    "norden",
+    "regnet",
+    "es",
+    "morgen",
+    "gebietsweise",
+    "kräftig",
+    "in",
+    "der",
+    "nacht",
+    "gibt",
+    "es",
+    "frost",
+    "an",
+    "den",
+    "küsten",
+    "weht",
+    "ein",
+    "frischer",
+    "wind",
+    "aus",
+    "nordwest",
+    "temperaturen",
+    "zwölf",
+    "grad",
+    "the",
+    "weather",
+    "tomorrow",
+    "will",
+    "be",
+    "sunny",
+    "with",
+    "a",
+    "few",
+    "clouds",
+    "and",
+    "rain",
+    "later",
+    "in",
+    "the",
+    "evening",
+    "明天",
+    "北方",
+    "有",
+    "雨",
+    "南方",
+    "晴",
+    "气温",
+    "十二",
+    "度",
+]
 
 
 def make_corpus(num_sentences=300, seed=0):
@@ -178,6 +231,14 @@ def test_the_same_texts_give_the_same_tokenizer_in_every_fresh_process(model_typ
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(synthetic_text(3000, seed=1, split="train")), encoding="utf-8")
     root = Path(__file__).resolve().parents[1]
-    digests = {subprocess.run([sys.executable, "-c", TRAIN_IN_A_FRESH_PROCESS, model_type, str(texts)], cwd=root,
-                              check=True, capture_output=True, text=True).stdout.strip() for _ in range(4)}
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", TRAIN_IN_A_FRESH_PROCESS, model_type, str(texts)],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        for _ in range(4)
+    }
     assert len(digests) == 1

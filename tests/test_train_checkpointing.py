@@ -4,11 +4,14 @@ import json
 
 import pytest
 import torch
+from _train_fixtures import (
+    single_thread,  # noqa: F401  (autouse)
+    stage1_config,
+    tiny_corpus,
+)
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
-from _train_fixtures import single_thread  # noqa: F401  (autouse)
-from _train_fixtures import stage1_config, tiny_corpus
 from modeling_flallm import FlaLlmForSignTranslation
 from train import checkpointing, trainer
 from train.checkpointing import TrainerState, latest_checkpoint, list_checkpoints, remove_incomplete, save_checkpoint
@@ -25,7 +28,9 @@ def accelerator():
 
 def test_checkpoint_holds_state_and_keeps_last_n(tmp_path, accelerator):
     for step in range(1, 5):
-        save_checkpoint(accelerator, tmp_path, TrainerState(epoch=1, batches_in_epoch=step, global_step=step), keep_last=2)
+        save_checkpoint(
+            accelerator, tmp_path, TrainerState(epoch=1, batches_in_epoch=step, global_step=step), keep_last=2
+        )
     assert [path.name for path in list_checkpoints(tmp_path)] == ["step-00000003", "step-00000004"]
     latest = latest_checkpoint(tmp_path)
     assert checkpointing.read_state(latest).batches_in_epoch == 4
@@ -48,8 +53,11 @@ def test_crash_while_saving_never_leaves_a_valid_looking_checkpoint(tmp_path, ac
         monkeypatch.setattr(accelerator, "save_state", crash)
     else:
         monkeypatch.setattr(checkpointing, "fsync_tree", crash)
-    with pytest.raises(checkpointing.CheckpointError, match=r"step 2 .* failed \(OSError: disk full\); is the disk full\? "
-                       r".*step-00000001 is intact"):
+    with pytest.raises(
+        checkpointing.CheckpointError,
+        match=r"step 2 .* failed \(OSError: disk full\); is the disk full\? "
+        r".*step-00000001 is intact",
+    ):
         save_checkpoint(accelerator, tmp_path, TrainerState(global_step=2), keep_last=3)
     assert [path.name for path in list_checkpoints(tmp_path)] == ["step-00000001"]
     (tmp_path / ".tmp-step-00000002").mkdir()  # a crash (kill -9) leaves it; the next run removes it first
@@ -67,7 +75,9 @@ def small_disk(tmp_path):
 
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", str(mount_point)], capture_output=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", str(mount_point)], capture_output=True
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {result.stderr.decode().strip()}")
     yield mount_point

@@ -16,10 +16,24 @@ def test_configs_are_shipped_for_each_corpus_stage_and_ablation():
     names = {path.relative_to(CONFIG_DIR).as_posix() for path in SHIPPED}
     for corpus in ("phoenix14t", "csl_daily", "how2sign"):
         assert {f"{corpus}_stage1.yaml", f"{corpus}_stage2.yaml"} <= names
-    for ablation in ("joint_end_to_end", "stage2_only_imagenet", "downsample_100_stage1", "downsample_50_stage1",
-                     "downsample_12_5_stage1", "light_t_tiny_stage1", "light_t_small_stage1", "light_t_large_stage1",
-                     "adapter_input_frame_stage2", "adapter_input_light_t_stage2", "freeze_none_stage2", "freeze_backbone_stage2",
-                     "llm_mbart_random_stage2", "llm_mt5_base_stage2", "bag_of_words_stage1", "bag_of_words_stage2"):
+    for ablation in (
+        "joint_end_to_end",
+        "stage2_only_imagenet",
+        "downsample_100_stage1",
+        "downsample_50_stage1",
+        "downsample_12_5_stage1",
+        "light_t_tiny_stage1",
+        "light_t_small_stage1",
+        "light_t_large_stage1",
+        "adapter_input_frame_stage2",
+        "adapter_input_light_t_stage2",
+        "freeze_none_stage2",
+        "freeze_backbone_stage2",
+        "llm_mbart_random_stage2",
+        "llm_mt5_base_stage2",
+        "bag_of_words_stage1",
+        "bag_of_words_stage2",
+    ):
         assert f"ablations/{ablation}.yaml" in names
 
 
@@ -53,9 +67,18 @@ def test_paper_defaults_per_stage():
     assert stage2.model.stage1 == "runs/phoenix14t/stage1/best" and stage2.model.target_language == "de_DE"
     # Defaults filled in from the stage when a config leaves them empty.
     bare = TrainConfig.from_dict({"stage": 2, "model": {"language_model": "x", "stage1": "y"}}).resolved()
-    assert (bare.optimizer.name, bare.optimizer.lr, bare.optimizer.module_lr, bare.training.batch_size) == ("adam", 1e-5, {"adapter": 1e-3}, 16)
+    assert (bare.optimizer.name, bare.optimizer.lr, bare.optimizer.module_lr, bare.training.batch_size) == (
+        "adam",
+        1e-5,
+        {"adapter": 1e-3},
+        16,
+    )
     assert bare.feature_cache.enabled and bare.export_dir == "runs/flallm/best"
-    assert not TrainConfig.from_dict({"stage": 2, "model": {"config": {"freeze": "none"}}}).resolved().feature_cache.enabled
+    assert (
+        not TrainConfig.from_dict({"stage": 2, "model": {"config": {"freeze": "none"}}})
+        .resolved()
+        .feature_cache.enabled
+    )
 
 
 def test_ablations_inherit_and_change_only_their_setting():
@@ -83,9 +106,17 @@ def test_base_inheritance_merges_mappings_and_detects_loops(tmp_path):
 
 def test_overrides_use_dotted_keys_and_yaml_values(tmp_path):
     (tmp_path / "c.yaml").write_text("stage: 2\n")
-    config = load_config(tmp_path / "c.yaml", ["optimizer.lr=1e-5", "optimizer.module_lr.adapter=0.002",
-                                               "training.max_grad_norm=1", "model.stage1=null",
-                                               "data.options.num_train=20", "model.config={freeze: none}"])
+    config = load_config(
+        tmp_path / "c.yaml",
+        [
+            "optimizer.lr=1e-5",
+            "optimizer.module_lr.adapter=0.002",
+            "training.max_grad_norm=1",
+            "model.stage1=null",
+            "data.options.num_train=20",
+            "model.config={freeze: none}",
+        ],
+    )
     assert config.optimizer.lr == 1e-5  # YAML 1.1 reads "1e-5" as a string: accepted as the float it is
     assert config.optimizer.module_lr == {"adapter": 0.002}
     assert config.training.max_grad_norm == 1.0 and config.model.stage1 is None
@@ -94,20 +125,23 @@ def test_overrides_use_dotted_keys_and_yaml_values(tmp_path):
         apply_override({}, "optimizer.lr")
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"optimizer": {"lrr": 0.1}}, r"unknown key\(s\) \['optimizer.lrr'\]"),
-    ({"training": {"epochs": "many"}}, r"training.epochs='many' has the wrong type"),
-    ({"stage": 3}, r"stage=3 is invalid"),
-    ({"optimizer": {"name": "lion"}}, r"optimizer.name='lion' is invalid"),
-    ({"training": {"mixed_precision": "fp8"}}, r"mixed_precision"),
-    ({"model": {"config": {"freeze": "all"}}}, r"model.config.freeze='all' is invalid"),
-    ({"optimizer": {"module_lr": {"adapter": -1}}}, r"optimizer.module_lr.adapter"),
-    ({"model": {"tokenizer": "x", "train_tokenizer": {"vocab_size": 100}}}, r"not both"),
-    ({"training": None, "data": []}, r"data must be a mapping"),
-    ({"model": {"config": {"frame_sample_rte": 2}}}, r"model.config has unknown field\(s\) \['frame_sample_rte'\]"),
-    ({"model": {"light_t": {"encoder_layer": 2}}}, r"model.light_t has unknown field\(s\) \['encoder_layer'\]"),
-    ({"model": {"video_processor": {"crop": 2}}}, r"model.video_processor has unknown field\(s\) \['crop'\]"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"optimizer": {"lrr": 0.1}}, r"unknown key\(s\) \['optimizer.lrr'\]"),
+        ({"training": {"epochs": "many"}}, r"training.epochs='many' has the wrong type"),
+        ({"stage": 3}, r"stage=3 is invalid"),
+        ({"optimizer": {"name": "lion"}}, r"optimizer.name='lion' is invalid"),
+        ({"training": {"mixed_precision": "fp8"}}, r"mixed_precision"),
+        ({"model": {"config": {"freeze": "all"}}}, r"model.config.freeze='all' is invalid"),
+        ({"optimizer": {"module_lr": {"adapter": -1}}}, r"optimizer.module_lr.adapter"),
+        ({"model": {"tokenizer": "x", "train_tokenizer": {"vocab_size": 100}}}, r"not both"),
+        ({"training": None, "data": []}, r"data must be a mapping"),
+        ({"model": {"config": {"frame_sample_rte": 2}}}, r"model.config has unknown field\(s\) \['frame_sample_rte'\]"),
+        ({"model": {"light_t": {"encoder_layer": 2}}}, r"model.light_t has unknown field\(s\) \['encoder_layer'\]"),
+        ({"model": {"video_processor": {"crop": 2}}}, r"model.video_processor has unknown field\(s\) \['crop'\]"),
+    ],
+)
 def test_invalid_configs_name_the_key(data, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig.from_dict(data, source="my.yaml")
@@ -115,9 +149,15 @@ def test_invalid_configs_name_the_key(data, message):
 
 def test_cli_print_config(capsys):
     path = CONFIG_DIR / "phoenix14t_stage2.yaml"
-    assert cli.main(["train", "--config", str(path), "--print-config", "optimizer.lr=3e-5", "--output-dir", "/tmp/r"]) == 0
+    assert (
+        cli.main(["train", "--config", str(path), "--print-config", "optimizer.lr=3e-5", "--output-dir", "/tmp/r"]) == 0
+    )
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["optimizer"]["lr"] == 3e-5 and printed["output_dir"] == "/tmp/r" and printed["export_dir"] == "/tmp/r/best"
+    assert (
+        printed["optimizer"]["lr"] == 3e-5
+        and printed["output_dir"] == "/tmp/r"
+        and printed["export_dir"] == "/tmp/r/best"
+    )
 
 
 def test_shipped_configs_are_found_from_any_directory(tmp_path, monkeypatch):
@@ -145,9 +185,16 @@ def test_grad_norm_modules_follow_the_model_layout():
 
 def test_integer_values_of_float_model_fields_are_accepted():
     # YAML and the command line read `0` as an int; the strict config classes would reject it deep inside.
-    config = load_config(CONFIG_DIR / "demo_stage1.yaml", ["model.config.bag_of_words_weight=0",
-                                                           "model.config.label_smoothing=0", "model.light_t.dropout=0"])
-    assert config.model.config["bag_of_words_weight"] == 0.0 and isinstance(config.model.config["label_smoothing"], float)
+    config = load_config(
+        CONFIG_DIR / "demo_stage1.yaml",
+        ["model.config.bag_of_words_weight=0", "model.config.label_smoothing=0", "model.light_t.dropout=0"],
+    )
+    assert config.model.config["bag_of_words_weight"] == 0.0 and isinstance(
+        config.model.config["label_smoothing"], float
+    )
     from modeling_flallm import FlaLlmConfig
 
-    assert FlaLlmConfig(**{k: v for k, v in config.model.config.items() if k != "vision_config"}).bag_of_words_weight == 0.0
+    assert (
+        FlaLlmConfig(**{k: v for k, v in config.model.config.items() if k != "vision_config"}).bag_of_words_weight
+        == 0.0
+    )

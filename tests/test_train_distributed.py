@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
-
 from _train_fixtures import stage1_config, tiny_corpus
+from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).parent / "_train_worker.py"
@@ -28,10 +27,33 @@ def test_two_processes_agree(tmp_path):
     tiny_corpus(data_cache)
     run_dir = tmp_path / "run"
     config = stage1_config(run_dir, training={"epochs": 1, "batch_size": 2}, checkpointing={"every_steps": 2})
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(free_port()), str(WORKER), json.dumps(config), str(data_cache), str(weights_dir)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+        str(WORKER),
+        json.dumps(config),
+        str(data_cache),
+        str(weights_dir),
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "2 process(es)" in (run_dir / "train.log").read_text()

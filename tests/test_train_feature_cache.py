@@ -4,11 +4,13 @@ import threading
 
 import pytest
 import torch
-
-from _train_fixtures import single_thread  # noqa: F401  (autouse)
-from _train_fixtures import tiny_corpus
-from data_builders import SignTranslationCollator
+from _train_fixtures import (
+    single_thread,  # noqa: F401  (autouse)
+    tiny_corpus,
+)
 from modeling_fixtures import tiny_model, tiny_processor
+
+from data_builders import SignTranslationCollator
 from train import feature_cache
 from train.feature_cache import FeatureCollator, encoder_fingerprint, load_or_compute
 
@@ -77,13 +79,20 @@ def test_cached_features_give_the_same_loss_and_translation_as_videos(tmp_path, 
     assert torch.equal(features["labels"], videos["labels"])
     assert torch.equal(features["visual_mask"], videos["pixel_mask"])
     with torch.no_grad():
-        from_videos = model(pixel_values=videos["pixel_values"], pixel_mask=videos["pixel_mask"], labels=videos["labels"])
+        from_videos = model(
+            pixel_values=videos["pixel_values"], pixel_mask=videos["pixel_mask"], labels=videos["labels"]
+        )
         from_cache = model(**features)
         torch.testing.assert_close(from_cache.loss, from_videos.loss, rtol=1e-5, atol=1e-6)
-        generated = model.generate(visual_features=features["visual_features"], visual_mask=features["visual_mask"],
-                                   num_beams=2, max_new_tokens=5)
-        expected = model.generate(pixel_values=videos["pixel_values"], pixel_mask=videos["pixel_mask"], num_beams=2,
-                                  max_new_tokens=5)
+        generated = model.generate(
+            visual_features=features["visual_features"],
+            visual_mask=features["visual_mask"],
+            num_beams=2,
+            max_new_tokens=5,
+        )
+        expected = model.generate(
+            pixel_values=videos["pixel_values"], pixel_mask=videos["pixel_mask"], num_beams=2, max_new_tokens=5
+        )
     assert torch.equal(generated, expected)
 
 
@@ -105,8 +114,17 @@ def test_processes_build_one_part_each_and_all_read_the_whole_cache(tmp_path, mo
     results = {}
 
     def run(index):  # the non-main process starts first and must wait for the main one
-        results[index] = load_or_compute(model, processor.video_processor, train, "train", collate, tmp_path / "two", 4,
-                                         "cpu", accelerator=_Rank(index, 2))
+        results[index] = load_or_compute(
+            model,
+            processor.video_processor,
+            train,
+            "train",
+            collate,
+            tmp_path / "two",
+            4,
+            "cpu",
+            accelerator=_Rank(index, 2),
+        )
 
     threads = [threading.Thread(target=run, args=(index,)) for index in (1, 0)]
     for thread in threads:
@@ -118,5 +136,6 @@ def test_processes_build_one_part_each_and_all_read_the_whole_cache(tmp_path, mo
     for index in (0, 1):
         assert list(results[index]["id"]) == list(train["id"])
         for row in range(len(train)):
-            torch.testing.assert_close(torch.as_tensor(results[index][row]["features"]),
-                                       torch.as_tensor(single[row]["features"]))
+            torch.testing.assert_close(
+                torch.as_tensor(results[index][row]["features"]), torch.as_tensor(single[row]["features"])
+            )

@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
-
 from _train_fixtures import stage1_config, tiny_corpus
+from safetensors.torch import load_file
 
 WORKER = Path(__file__).parent / "_train_worker.py"
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,8 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def start(config: dict, data_cache: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, str(WORKER), json.dumps(config), str(data_cache)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), json.dumps(config), str(data_cache)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finish(process: subprocess.Popen) -> str:
@@ -38,8 +43,11 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     data_cache = tmp_path / "data"
     tiny_corpus(data_cache)  # build the corpus once, before two processes read it
     # Augmentation on (training collator), dropout on, momentum on: all of it must resume exactly.
-    settings = {"checkpointing": {"every_steps": 1, "keep_last": 3}, "training": {"epochs": 2},
-                "model": {**stage1_config("x")["model"], "light_t": {**stage1_config("x")["model"]["light_t"], "dropout": 0.3}}}
+    settings = {
+        "checkpointing": {"every_steps": 1, "keep_last": 3},
+        "training": {"epochs": 2},
+        "model": {**stage1_config("x")["model"], "light_t": {**stage1_config("x")["model"]["light_t"], "dropout": 0.3}},
+    }
     # The uninterrupted run and the run to be killed go side by side (one thread each).
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     uninterrupted = start(stage1_config(straight, **settings), data_cache)
@@ -67,10 +75,10 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_augmented_batches_do_not_depend_on_workers_or_global_rng(tmp_path):
+    from modeling_fixtures import tiny_processor
     from torch.utils.data import DataLoader
 
     from data_builders import SignTranslationCollator
-    from modeling_fixtures import tiny_processor
     from train.sampling import EpochShuffleSampler, SeededCollator
 
     train = tiny_corpus(tmp_path / "data")["train"].select(range(8))

@@ -7,18 +7,23 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from _train_fixtures import (
+    STAGE1,
+    TINY_LIGHT_T,
+    TINY_VISION,
+    single_thread,  # noqa: F401  (autouse)
+    stage1_config,
+    tiny_corpus,
+)
+from modeling_fixtures import tiny_model
 from transformers import MBartConfig, MBartForConditionalGeneration, ResNetConfig, ResNetModel, pipeline
 
 from data_builders import synthetic_text
-from _train_fixtures import single_thread  # noqa: F401  (autouse)
-from _train_fixtures import STAGE1, TINY_LIGHT_T, TINY_VISION, stage1_config, tiny_corpus
-from modeling_fixtures import tiny_model
 from modeling_flallm import FlaLlmForSignTranslation, FlaLlmProcessor
 from modeling_flallm.tokenization_flallm import train_tokenizer
 from train import hub, model_card, trainer
-from train.optimizer import build_optimizer
 from train.config import TrainConfig, load_config
-
+from train.optimizer import build_optimizer
 
 STAGE1_MODEL = STAGE1["model"]
 
@@ -36,9 +41,13 @@ def stage1(tmp_path_factory, corpus):
     backbone_dir = tmp_path_factory.mktemp("resnet")
     torch.manual_seed(1)
     ResNetModel(ResNetConfig(**TINY_VISION)).save_pretrained(backbone_dir)
-    config = stage1_config(run_dir, optimizer={"name": "adam", "lr": 1e-2}, training={"epochs": 6},
-                           data={"test_split": "test", "max_train_samples": 8},
-                           evaluation={"every_epochs": None, "every_steps": 6})
+    config = stage1_config(
+        run_dir,
+        optimizer={"name": "adam", "lr": 1e-2},
+        training={"epochs": 6},
+        data={"test_split": "test", "max_train_samples": 8},
+        evaluation={"every_epochs": None, "every_steps": 6},
+    )
     config["model"]["vision_model"] = str(backbone_dir)
     return trainer.train(config, datasets=corpus)
 
@@ -47,8 +56,18 @@ def tiny_language_model(directory, corpus):
     """A small mBART-shaped seq2seq LM + tokenizer with mBART language codes, saved like a Hub checkpoint."""
     texts = list(corpus["train"]["text"]) + synthetic_text(400, seed=1, split=None)  # more than the train set uses
     tokenizer = train_tokenizer(texts, vocab_size=300, language_codes=["de_DE", "en_XX"], target_language="en_XX")
-    config = MBartConfig(**{**TINY_LIGHT_T, "vocab_size": len(tokenizer), "pad_token_id": 1, "bos_token_id": 0,
-                            "eos_token_id": 2, "decoder_start_token_id": 2, "forced_eos_token_id": 2, "dropout": 0.0})
+    config = MBartConfig(
+        **{
+            **TINY_LIGHT_T,
+            "vocab_size": len(tokenizer),
+            "pad_token_id": 1,
+            "bos_token_id": 0,
+            "eos_token_id": 2,
+            "decoder_start_token_id": 2,
+            "forced_eos_token_id": 2,
+            "dropout": 0.0,
+        }
+    )
     torch.manual_seed(0)
     MBartForConditionalGeneration(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
@@ -86,13 +105,24 @@ def test_stage2_from_stage1_with_language_codes_and_feature_cache(tmp_path, stag
     lm_dir = tmp_path / "lm"
     original_vocab = tiny_language_model(lm_dir, corpus)
     pushed = {}
-    monkeypatch.setattr(hub, "push_stage_to_hub", lambda path, repo, **kw: pushed.update(path=path, repo=repo) or
-                        type("Info", (), {"commit_url": "http://commit"})())
+    monkeypatch.setattr(
+        hub,
+        "push_stage_to_hub",
+        lambda path, repo, **kw: (
+            pushed.update(path=path, repo=repo) or type("Info", (), {"commit_url": "http://commit"})()
+        ),
+    )
     config = {
-        "stage": 2, "output_dir": str(tmp_path / "stage2"), "seed": 0,
+        "stage": 2,
+        "output_dir": str(tmp_path / "stage2"),
+        "seed": 0,
         "data": {"dataset": "synthetic", "num_workers": 0, "test_split": None, "max_target_length": 24},
-        "model": {"stage1": str(stage1.export_dir), "language_model": str(lm_dir), "target_language": "en_XX",
-                  "config": {"adapter_hidden_size": 16}},
+        "model": {
+            "stage1": str(stage1.export_dir),
+            "language_model": str(lm_dir),
+            "target_language": "en_XX",
+            "config": {"adapter_hidden_size": 16},
+        },
         "training": {"epochs": 1, "batch_size": 4, "log_every_steps": 1},
         "evaluation": {"num_beams": 2, "max_new_tokens": 8},
         "feature_cache": {"dir": str(tmp_path / "cache")},
@@ -127,12 +157,24 @@ def test_stage2_without_cache_and_training_switches(tmp_path, stage1, corpus):
     lm_dir = tmp_path / "lm"
     vocab_size = tiny_language_model(lm_dir, corpus)
     config = {
-        "stage": 2, "output_dir": str(tmp_path / "run"), "seed": 0,
+        "stage": 2,
+        "output_dir": str(tmp_path / "run"),
+        "seed": 0,
         "data": {"dataset": "synthetic", "num_workers": 0, "validation_split": None, "test_split": None},
-        "model": {"stage1": str(stage1.export_dir), "language_model": str(lm_dir), "trim_vocabulary": False,
-                  "gradient_checkpointing": True},
-        "training": {"epochs": 3, "max_steps": 3, "batch_size": 4, "gradient_accumulation_steps": 2, "max_grad_norm": 1.0,
-                     "mixed_precision": "bf16"},  # bf16 autocast works on CPUs too
+        "model": {
+            "stage1": str(stage1.export_dir),
+            "language_model": str(lm_dir),
+            "trim_vocabulary": False,
+            "gradient_checkpointing": True,
+        },
+        "training": {
+            "epochs": 3,
+            "max_steps": 3,
+            "batch_size": 4,
+            "gradient_accumulation_steps": 2,
+            "max_grad_norm": 1.0,
+            "mixed_precision": "bf16",
+        },  # bf16 autocast works on CPUs too
         "scheduler": {"name": "linear", "warmup_steps": 1},
         "feature_cache": {"enabled": False},
         "logging": {"report_to": "none"},
@@ -142,7 +184,9 @@ def test_stage2_without_cache_and_training_switches(tmp_path, stage1, corpus):
     model = FlaLlmForSignTranslation.from_pretrained(result.export_dir)  # the last model is exported
     assert model.config.text_config.vocab_size == vocab_size
     # No model.target_language, but the tokenizer appends en_XX to every text: generation starts with it.
-    assert model.generation_config.decoder_start_token_id == FlaLlmProcessor.from_pretrained(result.export_dir).tokenizer.convert_tokens_to_ids("en_XX")
+    assert model.generation_config.decoder_start_token_id == FlaLlmProcessor.from_pretrained(
+        result.export_dir
+    ).tokenizer.convert_tokens_to_ids("en_XX")
 
 
 def test_optimizer_groups_follow_module_prefixes():
@@ -190,8 +234,9 @@ def test_stage1_with_a_language_models_tokenizer_trimmed_to_the_corpus(tmp_path,
     """The paper's Light-T vocabulary: the LLM's tokenizer (here with mBART language codes) trimmed."""
     lm_dir = tmp_path / "lm"
     original_vocab = tiny_language_model(lm_dir, corpus)
-    config = stage1_config(tmp_path / "run", training={"max_steps": 1},
-                           data={"validation_split": None, "test_split": None})
+    config = stage1_config(
+        tmp_path / "run", training={"max_steps": 1}, data={"validation_split": None, "test_split": None}
+    )
     config["model"].pop("train_tokenizer")
     config["model"].update(tokenizer=str(lm_dir), target_language="en_XX")
     result = trainer.train(config, datasets=corpus)
@@ -207,9 +252,15 @@ def test_stage2_on_light_t_states_trains_from_the_cache(tmp_path, stage1, corpus
     lm_dir = tmp_path / "lm"
     tiny_language_model(lm_dir, corpus)
     config = {
-        "stage": 2, "output_dir": str(tmp_path / "run"), "seed": 0,
+        "stage": 2,
+        "output_dir": str(tmp_path / "run"),
+        "seed": 0,
         "data": {"dataset": "synthetic", "num_workers": 0, "validation_split": None, "test_split": None},
-        "model": {"stage1": str(stage1.export_dir), "language_model": str(lm_dir), "config": {"adapter_input": "light_t"}},
+        "model": {
+            "stage1": str(stage1.export_dir),
+            "language_model": str(lm_dir),
+            "config": {"adapter_input": "light_t"},
+        },
         "training": {"max_steps": 2, "batch_size": 4},
         "feature_cache": {"dir": str(tmp_path / "cache")},
         "logging": {"report_to": "none"},
@@ -229,8 +280,11 @@ def test_tensorboard_tracker_records_training_and_validation_curves(tmp_path, co
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = stage1_config(tmp_path / "run", training={"epochs": 2, "batch_size": 8, "log_every_steps": 1},
-                           logging={"report_to": "tensorboard", "project_name": "tiny", "grad_norms_every_steps": 2})
+    config = stage1_config(
+        tmp_path / "run",
+        training={"epochs": 2, "batch_size": 8, "log_every_steps": 1},
+        logging={"report_to": "tensorboard", "project_name": "tiny", "grad_norms_every_steps": 2},
+    )
     result = trainer.train(config, datasets=corpus)
     event_files = sorted((tmp_path / "run" / "runs").rglob("events.out.tfevents.*"))
     assert event_files, "no TensorBoard event file under the run directory"
@@ -241,7 +295,12 @@ def test_tensorboard_tracker_records_training_and_validation_curves(tmp_path, co
         for tag in accumulator.Tags()["scalars"]:
             scalars[tag] = [event.step for event in accumulator.Scalars(tag)]
     assert scalars["train/loss"] == list(range(1, result.global_step + 1))
-    assert {"train/frames_per_second", "train/lr_default", "validation/bleu4", "validation/encoder_output_spread"} <= set(scalars)
+    assert {
+        "train/frames_per_second",
+        "train/lr_default",
+        "validation/bleu4",
+        "validation/encoder_output_spread",
+    } <= set(scalars)
     assert scalars["validation/bleu4"][-1] == result.global_step
     # Per-module gradient norms (the paper's analysis), also in grad_norms.jsonl and train.log.
     modules = ("backbone", "temporal", "adapter", "lm_encoder", "lm_decoder")
@@ -253,8 +312,13 @@ def test_tensorboard_tracker_records_training_and_validation_curves(tmp_path, co
 
 
 def test_stage1_with_the_bag_of_words_loss_exports_its_head_and_stage2_drops_it(tmp_path, corpus):
-    config = stage1_config(tmp_path / "stage1", model={**STAGE1_MODEL, "config": {**STAGE1_MODEL["config"],
-                                                       "bag_of_words_weight": 1.0, "decoder_word_dropout": 0.2}})
+    config = stage1_config(
+        tmp_path / "stage1",
+        model={
+            **STAGE1_MODEL,
+            "config": {**STAGE1_MODEL["config"], "bag_of_words_weight": 1.0, "decoder_word_dropout": 0.2},
+        },
+    )
     result = trainer.train(config, datasets=corpus)
     model = FlaLlmForSignTranslation.from_pretrained(result.export_dir)
     assert model.config.bag_of_words_weight == 1.0 and model.config.decoder_word_dropout == 0.2

@@ -56,8 +56,9 @@ def test_evaluate_model_scores_what_it_translated(tmp_path, batch_size):
     references = list(TEXTS)
     references[1] = "sonne und wind"  # one imperfect translation, so the scores are not all 100
     dataset = clip_dataset(tmp_path, references)
-    metrics, predictions = evaluate_model(model, processor, dataset, language="de", batch_size=batch_size,
-                                          generate_kwargs=GENERATION, progress=False)
+    metrics, predictions = evaluate_model(
+        model, processor, dataset, language="de", batch_size=batch_size, generate_kwargs=GENERATION, progress=False
+    )
     assert predictions == [{"id": f"clip-{i}", "hypothesis": TEXTS[i], "reference": references[i]} for i in range(4)]
     expected = load_metric().compute(predictions=TEXTS, references=references, language="de")
     assert metrics == {"num_examples": 4, "language": "de", **expected}
@@ -66,10 +67,33 @@ def test_evaluate_model_scores_what_it_translated(tmp_path, batch_size):
 
 
 def test_evaluate_cli_writes_predictions_and_metrics_the_card_uses(model_dir, tmp_path, capsys):
-    code = main(["evaluate", "--model", str(model_dir), "--dataset", "synthetic", "--split", "test",
-                 "--option", "num_train=0", "--option", "num_validation=0", "--option", "num_test=3",
-                 "--option", "resolution=32", "--num-beams", "2", "--max-new-tokens", "6", "--batch-size", "2",
-                 "--cache-dir", str(tmp_path / "cache")])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(model_dir),
+            "--dataset",
+            "synthetic",
+            "--split",
+            "test",
+            "--option",
+            "num_train=0",
+            "--option",
+            "num_validation=0",
+            "--option",
+            "num_test=3",
+            "--option",
+            "resolution=32",
+            "--num-beams",
+            "2",
+            "--max-new-tokens",
+            "6",
+            "--batch-size",
+            "2",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert code == 0
     lines = (model_dir / "predictions_test.jsonl").read_text(encoding="utf-8").splitlines()
     predictions = [json.loads(line) for line in lines]
@@ -79,8 +103,11 @@ def test_evaluate_cli_writes_predictions_and_metrics_the_card_uses(model_dir, tm
     record = json.loads((model_dir / "metrics_test.json").read_text(encoding="utf-8"))
     assert record["dataset"] == "synthetic" and record["split"] == "test"
     assert record["language"] == "en" and record["num_beams"] == 2 and record["num_examples"] == 3
-    recomputed = load_metric().compute(predictions=[p["hypothesis"] for p in predictions],
-                                       references=[p["reference"] for p in predictions], language="en")
+    recomputed = load_metric().compute(
+        predictions=[p["hypothesis"] for p in predictions],
+        references=[p["reference"] for p in predictions],
+        language="en",
+    )
     assert {key: record[key] for key in recomputed} == recomputed
 
     printed = capsys.readouterr().out
@@ -121,8 +148,23 @@ def test_translate_cli(model_dir, tmp_path, capsys, suffix):
         write_frames(root / f"clip{i}", VIDEOS[i])
     single = write_frames(tmp_path / "one", VIDEOS[1])
     output = tmp_path / f"out.{suffix}"
-    code = main(["translate", "--model", str(model_dir), str(single), str(root), "--output", str(output),
-                 "--batch-size", "2", "--num-beams", "2", "--max-new-tokens", "8"])
+    code = main(
+        [
+            "translate",
+            "--model",
+            str(model_dir),
+            str(single),
+            str(root),
+            "--output",
+            str(output),
+            "--batch-size",
+            "2",
+            "--num-beams",
+            "2",
+            "--max-new-tokens",
+            "8",
+        ]
+    )
     assert code == 0
     expected = [(str(single), TEXTS[1])] + [(str(root / f"clip{i}"), TEXTS[i]) for i in (0, 2, 3)]
     printed = capsys.readouterr().out.splitlines()
@@ -155,8 +197,25 @@ def test_translate_skips_a_bad_clip_keeps_the_others_and_exits_1(model_dir, tmp_
     broken.write_bytes(np.random.default_rng(0).bytes(200))
     output = tmp_path / "out.jsonl"
     with caplog.at_level("ERROR"):
-        code = main(["translate", "--model", str(model_dir), str(clips[0]), str(broken), str(clips[1]), str(clips[2]),
-                     "--output", str(output), "--batch-size", "2", "--num-beams", "2", "--max-new-tokens", "8"])
+        code = main(
+            [
+                "translate",
+                "--model",
+                str(model_dir),
+                str(clips[0]),
+                str(broken),
+                str(clips[1]),
+                str(clips[2]),
+                "--output",
+                str(output),
+                "--batch-size",
+                "2",
+                "--num-beams",
+                "2",
+                "--max-new-tokens",
+                "8",
+            ]
+        )
     assert code == 1
     expected = [{"input": str(clips[i]), "translation": TEXTS[i]} for i in range(3)]
     assert [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()] == expected
@@ -167,11 +226,13 @@ def test_translate_skips_a_bad_clip_keeps_the_others_and_exits_1(model_dir, tmp_
 def test_translate_and_evaluate_refuse_bad_arguments_before_loading_anything(model_dir, tmp_path, capsys):
     clip = write_frames(tmp_path / "clip", VIDEOS[0])
     (tmp_path / "not-a-dir").write_text("x")
-    for argv, message in ((["--num-beams", "0"], "--num-beams: expected a whole number >= 1, got 0"),
-                          (["--batch-size", "two"], "--batch-size: expected a whole number >= 1, got 'two'"),
-                          (["--model", str(tmp_path / "missing" / "stage2")], "missing/stage2: no such model directory"),
-                          (["--model", str(tmp_path)], "is a folder without config.json"),
-                          (["--model", str(tmp_path / "not-a-dir")], "not-a-dir is a file")):
+    for argv, message in (
+        (["--num-beams", "0"], "--num-beams: expected a whole number >= 1, got 0"),
+        (["--batch-size", "two"], "--batch-size: expected a whole number >= 1, got 'two'"),
+        (["--model", str(tmp_path / "missing" / "stage2")], "missing/stage2: no such model directory"),
+        (["--model", str(tmp_path)], "is a folder without config.json"),
+        (["--model", str(tmp_path / "not-a-dir")], "not-a-dir is a file"),
+    ):
         for command in (["translate", str(clip)], ["evaluate"]):
             argv_model = [] if "--model" in argv else ["--model", str(model_dir)]
             with pytest.raises(SystemExit) as exit_info:
@@ -187,13 +248,52 @@ def test_bf16_translate_and_evaluate_run_and_agree_with_fp32_on_the_tiny_model(m
     clips = [write_frames(tmp_path / f"clip{i}", VIDEOS[i]) for i in range(4)]
     outputs = {}
     for dtype in ("fp32", "bf16"):
-        assert main(["translate", "--model", str(model_dir), *map(str, clips), "--dtype", dtype, "--num-beams", "2",
-                     "--max-new-tokens", "8"]) == 0
+        assert (
+            main(
+                [
+                    "translate",
+                    "--model",
+                    str(model_dir),
+                    *map(str, clips),
+                    "--dtype",
+                    dtype,
+                    "--num-beams",
+                    "2",
+                    "--max-new-tokens",
+                    "8",
+                ]
+            )
+            == 0
+        )
         outputs[dtype] = capsys.readouterr().out.splitlines()
     assert outputs["fp32"] == [f"{clip}\t{text}" for clip, text in zip(clips, TEXTS)]
     assert sum(a == b for a, b in zip(outputs["fp32"], outputs["bf16"])) >= 3  # bf16 rounding may flip a close call
-    assert main(["evaluate", "--model", str(model_dir), "--dataset", "synthetic", "--option", "num_train=0",
-                 "--option", "num_validation=0", "--option", "num_test=2", "--option", "resolution=32",
-                 "--dtype", "bf16", "--max-new-tokens", "6", "--output-dir", str(tmp_path / "eval"),
-                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model_dir),
+                "--dataset",
+                "synthetic",
+                "--option",
+                "num_train=0",
+                "--option",
+                "num_validation=0",
+                "--option",
+                "num_test=2",
+                "--option",
+                "resolution=32",
+                "--dtype",
+                "bf16",
+                "--max-new-tokens",
+                "6",
+                "--output-dir",
+                str(tmp_path / "eval"),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "eval" / "metrics_test.json").read_text())["dtype"] == "bf16"

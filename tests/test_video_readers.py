@@ -31,8 +31,11 @@ def _write(path, frames, rotation=None):
 
 
 def _readers(video):
-    return {"pipeline": load_video(str(video)), "training": decode_video(str(video)),
-            "prepare": np.stack(list(iter_frames(str(video))))}
+    return {
+        "pipeline": load_video(str(video)),
+        "training": decode_video(str(video)),
+        "prepare": np.stack(list(iter_frames(str(video)))),
+    }
 
 
 @pytest.mark.parametrize("rotation", [90, -90, 180])
@@ -44,7 +47,9 @@ def test_a_rotated_phone_video_reaches_every_reader_upright(tmp_path, rotation):
     for name, output in outputs.items():
         assert output.shape == expected.shape, name
         assert np.abs(output.astype(int) - expected.astype(int)).mean() < 8, name  # mpeg4 at its best quality
-    assert np.array_equal(outputs["pipeline"], outputs["training"]) and np.array_equal(outputs["training"], outputs["prepare"])
+    assert np.array_equal(outputs["pipeline"], outputs["training"]) and np.array_equal(
+        outputs["training"], outputs["prepare"]
+    )
 
 
 def test_every_reader_reads_a_frame_folder_alike(tmp_path):

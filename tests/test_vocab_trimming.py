@@ -32,14 +32,70 @@ from transformers.models.mbart.tokenization_mbart import FAIRSEQ_LANGUAGE_CODES
 from modeling_flallm.tokenization_flallm import train_tokenizer
 from modeling_flallm.vocab_trimming import find_kept_ids, trim_model, trim_vocabulary
 
-
 REAL_TEXT = Path("/work/shared/data/real_text")
-FULL_WORDS = (
-    "am tag wechseln sonne und wolken einander ab im norden regnet es morgen gebietsweise kräftig "
-    "in der nacht gibt es frost an den küsten weht ein frischer wind aus nordwest temperaturen zwölf grad "
-    "the weather tomorrow will be sunny with a few clouds and rain later in the evening snow storm "
-    "明天 北方 有 雨 南方 晴 气温 十二 度 雪"
-).split()
+FULL_WORDS = [
+    "am",
+    "tag",
+    "wechseln",
+    "sonne",
+    "und",
+    "wolken",
+    "einander",
+    "ab",
+    "im",
+    "norden",
+    "regnet",
+    "es",
+    "morgen",
+    "gebietsweise",
+    "kräftig",
+    "in",
+    "der",
+    "nacht",
+    "gibt",
+    "es",
+    "frost",
+    "an",
+    "den",
+    "küsten",
+    "weht",
+    "ein",
+    "frischer",
+    "wind",
+    "aus",
+    "nordwest",
+    "temperaturen",
+    "zwölf",
+    "grad",
+    "the",
+    "weather",
+    "tomorrow",
+    "will",
+    "be",
+    "sunny",
+    "with",
+    "a",
+    "few",
+    "clouds",
+    "and",
+    "rain",
+    "later",
+    "in",
+    "the",
+    "evening",
+    "snow",
+    "storm",
+    "明天",
+    "北方",
+    "有",
+    "雨",
+    "南方",
+    "晴",
+    "气温",
+    "十二",
+    "度",
+    "雪",
+]
 # The trimming corpus uses only part of the words the tokenizers are trained on, as an SLT train set uses part of
 # an LLM's vocabulary.
 CORPUS_WORDS = FULL_WORDS[:20]
@@ -601,7 +657,7 @@ def _replayed_tokens(tokenizer, texts) -> set[str]:
                 if not pairs:
                     break
                 _, i = min(pairs)
-                symbols[i:i + 2] = [symbols[i] + symbols[i + 1]]
+                symbols[i : i + 2] = [symbols[i] + symbols[i + 1]]
                 seen.add(symbols[i])
     return seen
 
@@ -612,12 +668,17 @@ def test_bpe_keeps_only_what_the_corpus_and_the_byte_fallback_need():
     path = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_text" / "phoenix14t.train.jsonl.gz"
     if not path.is_file():
         pytest.skip(f"{path} is not here")
-    texts = [json.loads(line)["text"] for line in gzip.open(path, "rt", encoding="utf-8")]
+    with gzip.open(path, "rt", encoding="utf-8") as lines:
+        texts = [json.loads(line)["text"] for line in lines]
     tokenizer = train_tokenizer(texts, vocab_size=2001, model_type="bpe")
     subset = texts[:700]
     result = trim_vocabulary(tokenizer, subset)
     kept = set(result.tokenizer.get_vocab())
     used = {token for text in subset for token in tokenizer.tokenize(text)}
-    needed = _replayed_tokens(tokenizer, subset) | set(pre_tokenizers.ByteLevel.alphabet()) | set(tokenizer.all_special_tokens)
+    needed = (
+        _replayed_tokens(tokenizer, subset)
+        | set(pre_tokenizers.ByteLevel.alphabet())
+        | set(tokenizer.all_special_tokens)
+    )
     assert used < needed and kept == needed
     assert len(used) < len(kept) < len(tokenizer)

@@ -33,11 +33,16 @@ def find_examples(model: str, examples: str | None = None) -> list[dict]:
     listing = folder / "examples.jsonl"
     if not listing.is_file():
         if examples:
-            raise FileNotFoundError(f"--examples {examples}: no examples.jsonl there (flallm demo writes one in DIR/examples)")
+            raise FileNotFoundError(
+                f"--examples {examples}: no examples.jsonl there (flallm demo writes one in DIR/examples)"
+            )
         return []
     rows = [json.loads(line) for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [{"path": str(folder / row["file"]), "reference": row.get("reference", "")} for row in rows
-            if (folder / row["file"]).is_file()]
+    return [
+        {"path": str(folder / row["file"]), "reference": row.get("reference", "")}
+        for row in rows
+        if (folder / row["file"]).is_file()
+    ]
 
 
 def frame_strip(frames: np.ndarray, count: int = STRIP_FRAMES, height: int = STRIP_HEIGHT) -> np.ndarray:
@@ -74,8 +79,10 @@ class Translator:
         except av.error.FFmpegError as error:
             raise ValueError(f"not a video this page can read ({error})") from None
         if seconds > self.max_seconds:
-            raise ValueError(f"the clip is {seconds / 60:.1f} minutes long; this page takes up to "
-                             f"{self.max_seconds / 60:.0f} (flallm app --max-seconds)")
+            raise ValueError(
+                f"the clip is {seconds / 60:.1f} minutes long; this page takes up to "
+                f"{self.max_seconds / 60:.0f} (flallm app --max-seconds)"
+            )
 
     def __call__(self, path: str | None, num_beams: int, max_new_tokens: int):
         """(translation, frame strip or None, status line, reference) for the page."""
@@ -101,7 +108,9 @@ class Translator:
         return output["translation_text"], frame_strip(kept), status, self.references.get(Path(path).name, "")
 
 
-def build_app(model: str, examples: list[dict] | None = None, device=None, max_seconds: float = 600.0, dtype: str = "fp32"):
+def build_app(
+    model: str, examples: list[dict] | None = None, device=None, max_seconds: float = 600.0, dtype: str = "fp32"
+):
     """The gr.Blocks page of `model` (a folder or Hub id)."""
     import gradio as gr
 
@@ -115,9 +124,12 @@ def build_app(model: str, examples: list[dict] | None = None, device=None, max_s
             with gr.Column():
                 video = gr.Video(sources=["upload", "webcam"], label="Video", elem_id="video")
                 with gr.Row():
-                    beams = gr.Slider(1, 10, value=generation.num_beams or 5, step=1, label="beam size", elem_id="beams")
-                    length = gr.Slider(4, 200, value=generation.max_new_tokens or 100, step=1, label="max new tokens",
-                                       elem_id="length")
+                    beams = gr.Slider(
+                        1, 10, value=generation.num_beams or 5, step=1, label="beam size", elem_id="beams"
+                    )
+                    length = gr.Slider(
+                        4, 200, value=generation.max_new_tokens or 100, step=1, label="max new tokens", elem_id="length"
+                    )
                 button = gr.Button("Translate", variant="primary", elem_id="translate")
             with gr.Column():
                 translation = gr.Textbox(label="Translation", elem_id="translation", interactive=False)
@@ -137,7 +149,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dtype_argument(parser)
     parser.add_argument("--host", default="127.0.0.1", help="Address to serve on (default 127.0.0.1: this machine).")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--examples", help="Folder with examples.jsonl (default: MODEL/../examples, as flallm demo writes).")
+    parser.add_argument(
+        "--examples", help="Folder with examples.jsonl (default: MODEL/../examples, as flallm demo writes)."
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: an accelerator if present).")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="Longest clip the page accepts (default 600).")
 
@@ -153,5 +167,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         raise SystemExit(f"flallm app: {error}") from None
     print(f"flallm app: http://{args.host}:{args.port} ({len(examples)} example clips)", flush=True)
-    page.launch(server_name=args.host, server_port=args.port, allowed_paths=[str(Path(e["path"]).parent) for e in examples[:1]])
+    page.launch(
+        server_name=args.host, server_port=args.port, allowed_paths=[str(Path(e["path"]).parent) for e in examples[:1]]
+    )
     return 0

@@ -56,13 +56,13 @@ class TrainerState:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "TrainerState":
+    def from_json(cls, text: str) -> TrainerState:
         return cls(**json.loads(text))
 
 
 def fsync_tree(path: Path) -> None:
     """Flush every file under `path`, then the folders, to disk."""
-    for root, dirs, files in os.walk(path):
+    for root, _dirs, files in os.walk(path):
         for name in files:
             with open(os.path.join(root, name), "rb") as handle:
                 os.fsync(handle.fileno())
@@ -164,10 +164,14 @@ def save_checkpoint(accelerator, checkpoint_dir: Path, state: TrainerState, keep
     except Exception as error:  # a full disk: OSError, SafetensorError, or torch's "unexpected pos ..." RuntimeError
         shutil.rmtree(tmp, ignore_errors=True)
         latest = latest_checkpoint(checkpoint_dir)
-        intact = f"the previous checkpoint {latest} is intact (resume from it)" if latest else "no earlier checkpoint exists"
-        raise CheckpointError(f"saving the checkpoint of step {state.global_step} into {checkpoint_dir} failed "
-                              f"({type(error).__name__}: {error}); is the disk full? The partial folder was removed; "
-                              f"{intact}.") from error
+        intact = (
+            f"the previous checkpoint {latest} is intact (resume from it)" if latest else "no earlier checkpoint exists"
+        )
+        raise CheckpointError(
+            f"saving the checkpoint of step {state.global_step} into {checkpoint_dir} failed "
+            f"({type(error).__name__}: {error}); is the disk full? The partial folder was removed; "
+            f"{intact}."
+        ) from error
     if accelerator.is_main_process:
         for old in list_checkpoints(checkpoint_dir)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
@@ -180,5 +184,11 @@ def load_checkpoint(accelerator, checkpoint: Path) -> TrainerState:
     """Restore model, optimizer, scheduler and RNG states; return the trainer state."""
     state = read_state(checkpoint)
     accelerator.load_state(str(checkpoint))
-    logger.info("Resumed from %s (epoch %d, batch %d, step %d)", checkpoint, state.epoch, state.batches_in_epoch, state.global_step)
+    logger.info(
+        "Resumed from %s (epoch %d, batch %d, step %d)",
+        checkpoint,
+        state.epoch,
+        state.batches_in_epoch,
+        state.global_step,
+    )
     return state

@@ -42,8 +42,10 @@ def model_argument(text: str) -> str:
     path = Path(text).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise argparse.ArgumentTypeError(f"{text} is a folder without config.json: expected a model directory "
-                                             "(save_pretrained output, e.g. a run's best/)")
+            raise argparse.ArgumentTypeError(
+                f"{text} is a folder without config.json: expected a model directory "
+                "(save_pretrained output, e.g. a run's best/)"
+            )
         return str(path)
     if path.exists():
         raise argparse.ArgumentTypeError(f"{text} is a file: expected a model directory or a Hub repo id")
@@ -52,7 +54,9 @@ def model_argument(text: str) -> str:
     try:
         validate_repo_id(text)
     except HFValidationError:
-        raise argparse.ArgumentTypeError(f"{text}: no such model directory (and not a Hub repo id, USER/NAME)") from None
+        raise argparse.ArgumentTypeError(
+            f"{text}: no such model directory (and not a Hub repo id, USER/NAME)"
+        ) from None
     return text
 
 
@@ -61,9 +65,13 @@ DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 
 def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
     """`--dtype fp32|bf16`, the same for every command that runs a model."""
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32",
-                        help="bf16: run under bfloat16 autocast (fp32 weights; faster on GPUs and on CPUs with "
-                             "AMX/AVX512-BF16, BENCHMARKS.md 'bf16 inference'); fp32 (default).")
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default="fp32",
+        help="bf16: run under bfloat16 autocast (fp32 weights; faster on GPUs and on CPUs with "
+        "AMX/AVX512-BF16, BENCHMARKS.md 'bf16 inference'); fp32 (default).",
+    )
 
 
 def inference_precision(name: str, device):

@@ -161,7 +161,7 @@ class TrainConfig:
 
     # ------------------------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict, source: str = "config") -> "TrainConfig":
+    def from_dict(cls, data: dict, source: str = "config") -> TrainConfig:
         """Build and validate; unknown keys and wrong types raise ValueError naming `source` and the key."""
         config = _build(cls, data, source, "")
         config.validate(source)
@@ -183,16 +183,37 @@ class TrainConfig:
         check("optimizer.name", self.optimizer.name in (None, *OPTIMIZERS), f"one of {OPTIMIZERS}")
         check("scheduler.name", self.scheduler.name in SCHEDULERS, f"one of {SCHEDULERS}")
         check("training.mixed_precision", self.training.mixed_precision in MIXED_PRECISION, f"one of {MIXED_PRECISION}")
-        check("model.language_model_init", self.model.language_model_init in LANGUAGE_MODEL_INIT, f"one of {LANGUAGE_MODEL_INIT}")
+        check(
+            "model.language_model_init",
+            self.model.language_model_init in LANGUAGE_MODEL_INIT,
+            f"one of {LANGUAGE_MODEL_INIT}",
+        )
         if self.model.config.get("freeze", "none") not in FREEZE_CHOICES:
-            raise ValueError(f"{source}: model.config.freeze={self.model.config['freeze']!r} is invalid: expected one of {FREEZE_CHOICES}.")
-        for key in ("training.gradient_accumulation_steps", "checkpointing.keep_last", "evaluation.num_beams",
-                    "evaluation.max_new_tokens", "data.max_target_length", "feature_cache.batch_size",
-                    "training.log_every_steps"):
+            raise ValueError(
+                f"{source}: model.config.freeze={self.model.config['freeze']!r} is invalid: expected one of {FREEZE_CHOICES}."
+            )
+        for key in (
+            "training.gradient_accumulation_steps",
+            "checkpointing.keep_last",
+            "evaluation.num_beams",
+            "evaluation.max_new_tokens",
+            "data.max_target_length",
+            "feature_cache.batch_size",
+            "training.log_every_steps",
+        ):
             check(key, _get(self, key) >= 1, "an integer >= 1")
-        for key in ("training.epochs", "training.max_steps", "training.batch_size", "evaluation.batch_size",
-                    "evaluation.every_epochs", "evaluation.every_steps", "checkpointing.every_steps",
-                    "data.max_train_samples", "data.max_eval_samples", "logging.grad_norms_every_steps"):
+        for key in (
+            "training.epochs",
+            "training.max_steps",
+            "training.batch_size",
+            "evaluation.batch_size",
+            "evaluation.every_epochs",
+            "evaluation.every_steps",
+            "checkpointing.every_steps",
+            "data.max_train_samples",
+            "data.max_eval_samples",
+            "logging.grad_norms_every_steps",
+        ):
             check(key, _get(self, key) is None or _get(self, key) >= 1, "null or an integer >= 1")
         check("data.num_workers", self.data.num_workers >= 0, "an integer >= 0")
         check("optimizer.lr", self.optimizer.lr is None or self.optimizer.lr > 0, "null or a float > 0")
@@ -203,11 +224,21 @@ class TrainConfig:
                     raise ValueError(f"{source}: optimizer.module_lr.{prefix} must be a float > 0.")
                 self.optimizer.module_lr[prefix] = lr
         check("scheduler.warmup_ratio", 0.0 <= self.scheduler.warmup_ratio < 1.0, "a float in [0, 1)")
-        check("training.max_grad_norm", self.training.max_grad_norm is None or self.training.max_grad_norm > 0, "null or > 0")
-        check("checkpointing.resume", isinstance(self.checkpointing.resume, bool) or bool(self.checkpointing.resume),
-              "auto, true, false or a checkpoint path")
-        check("model.tokenizer", not (self.model.tokenizer and self.model.train_tokenizer),
-              "either model.tokenizer or model.train_tokenizer, not both")
+        check(
+            "training.max_grad_norm",
+            self.training.max_grad_norm is None or self.training.max_grad_norm > 0,
+            "null or > 0",
+        )
+        check(
+            "checkpointing.resume",
+            isinstance(self.checkpointing.resume, bool) or bool(self.checkpointing.resume),
+            "auto, true, false or a checkpoint path",
+        )
+        check(
+            "model.tokenizer",
+            not (self.model.tokenizer and self.model.train_tokenizer),
+            "either model.tokenizer or model.train_tokenizer, not both",
+        )
         check("evaluation.metric", bool(self.evaluation.metric), "a metric name such as bleu4")
         self._check_model_fields(source)
 
@@ -222,8 +253,10 @@ class TrainConfig:
         sections = {
             "model.config": (self.model.config, {f.name for f in dataclasses.fields(FlaLlmConfig)}),
             "model.light_t": (self.model.light_t, {f.name for f in dataclasses.fields(MBartConfig)}),
-            "model.video_processor": (self.model.video_processor,
-                                      set(inspect.signature(FlaLlmVideoProcessor.__init__).parameters) - {"self", "kwargs"}),
+            "model.video_processor": (
+                self.model.video_processor,
+                set(inspect.signature(FlaLlmVideoProcessor.__init__).parameters) - {"self", "kwargs"},
+            ),
         }
         for key, (given, known) in sections.items():
             unknown = sorted(set(given) - known)
@@ -232,12 +265,14 @@ class TrainConfig:
         # YAML reads `label_smoothing: 0` as an int; the strict config classes would reject it deep inside.
         for key, config_class in (("config", FlaLlmConfig), ("light_t", MBartConfig)):
             section = getattr(self.model, key)
-            floats = [f.name for f in dataclasses.fields(config_class) if f.type is float or float in typing.get_args(f.type)]
+            floats = [
+                f.name for f in dataclasses.fields(config_class) if f.type is float or float in typing.get_args(f.type)
+            ]
             for name in floats:
                 if type(section.get(name)) is int:
                     section[name] = float(section[name])
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """A copy with every stage-dependent default filled in (paper values)."""
         config = copy.deepcopy(self)
         stage1 = config.stage == 1
@@ -334,7 +369,9 @@ def deep_merge(base: dict, update: dict) -> dict:
 def apply_override(data: dict, override: str) -> None:
     """`a.b.c=value` (value parsed as YAML: numbers, true/false, null, [lists], {maps}) into `data`."""
     if "=" not in override:
-        raise ValueError(f"override {override!r} is invalid: expected KEY=VALUE with a dotted key, e.g. optimizer.lr=0.01")
+        raise ValueError(
+            f"override {override!r} is invalid: expected KEY=VALUE with a dotted key, e.g. optimizer.lr=0.01"
+        )
     key, text = override.split("=", 1)
     parts = key.strip().split(".")
     if not all(parts):
@@ -371,7 +408,11 @@ def _as_float(value):
 
 def _convert(value, annotation, where: str):
     """`value` as `annotation` (a simple type, `X | None`, or a union), or ValueError naming `where`."""
-    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union else (annotation,)
+    options = (
+        typing.get_args(annotation)
+        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+        else (annotation,)
+    )
     if value is None:
         if type(None) in options:
             return None
@@ -399,7 +440,9 @@ def _build(cls, data, source: str, prefix: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(f"{source}: unknown key(s) {[prefix + k for k in unknown]}; expected some of {[prefix + k for k in fields]}")
+        raise ValueError(
+            f"{source}: unknown key(s) {[prefix + k for k in unknown]}; expected some of {[prefix + k for k in fields]}"
+        )
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         annotation = hints[name]

@@ -51,12 +51,13 @@ import shutil
 import time
 from pathlib import Path
 
+from .metrics import SCORE_NAMES
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT_DIR = "flallm-demo"
 CONFIG_FILES = {"stage1": "demo_stage1.yaml", "stage2": "demo_stage2.yaml"}
 METRIC_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL")
-METRIC_NAMES = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "rougeL": "ROUGE-L"}
 OWNED_PATHS = ("stage1", "stage2", "lm", "tokenizer", "runs", "examples", "metrics.json", "ceiling.json")
 EXAMPLE_SCALE = 4  # example clips are written 4x larger (nearest neighbour) than the 32-px corpus: big enough to watch
 
@@ -75,18 +76,45 @@ LM_DEFAULTS = {
 
 # --quick: every step on a tiny corpus and tiny models, a few optimizer steps each (a smoke run).
 TINY_VISION = {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1], "layer_type": "basic"}
-TINY_MBART = {"encoder_layers": 1, "decoder_layers": 1, "d_model": 32, "encoder_attention_heads": 2,
-              "decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "max_position_embeddings": 128}
+TINY_MBART = {
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "d_model": 32,
+    "encoder_attention_heads": 2,
+    "decoder_attention_heads": 2,
+    "encoder_ffn_dim": 64,
+    "decoder_ffn_dim": 64,
+    "max_position_embeddings": 128,
+}
 QUICK_OVERRIDES = {
     "data": ["num_train=16", "num_validation=4", "num_test=4", "resolution=16", "fps=8.0"],
-    "lm": ["texts.num_texts=200", "tokenizer.vocab_size=300", f"model={json.dumps(TINY_MBART)}", "training.epochs=1",
-           "training.batch_size=32"],
-    "stage1": [f"model.light_t={json.dumps(TINY_MBART)}", f"model.config.vision_config={json.dumps(TINY_VISION)}",
-               "model.config.temporal_hidden_size=16", "model.config.adapter_hidden_size=16",
-               "model.video_processor={size: 16, crop_size: 16}", "training.epochs=1", "training.batch_size=8",
-               "evaluation.num_beams=1", "evaluation.max_new_tokens=8", "data.num_workers=0"],
-    "stage2": ["model.config.adapter_hidden_size=16", "training.epochs=1", "training.batch_size=8",
-               "evaluation.num_beams=1", "evaluation.max_new_tokens=8", "data.num_workers=0"],
+    "lm": [
+        "texts.num_texts=200",
+        "tokenizer.vocab_size=300",
+        f"model={json.dumps(TINY_MBART)}",
+        "training.epochs=1",
+        "training.batch_size=32",
+    ],
+    "stage1": [
+        f"model.light_t={json.dumps(TINY_MBART)}",
+        f"model.config.vision_config={json.dumps(TINY_VISION)}",
+        "model.config.temporal_hidden_size=16",
+        "model.config.adapter_hidden_size=16",
+        "model.video_processor={size: 16, crop_size: 16}",
+        "training.epochs=1",
+        "training.batch_size=8",
+        "evaluation.num_beams=1",
+        "evaluation.max_new_tokens=8",
+        "data.num_workers=0",
+    ],
+    "stage2": [
+        "model.config.adapter_hidden_size=16",
+        "training.epochs=1",
+        "training.batch_size=8",
+        "evaluation.num_beams=1",
+        "evaluation.max_new_tokens=8",
+        "data.num_workers=0",
+    ],
 }
 
 
@@ -100,8 +128,10 @@ def split_overrides(overrides) -> dict[str, list[str]]:
     for override in overrides:
         prefix, _, rest = override.partition(".")
         if prefix not in groups or "=" not in rest or rest.startswith("="):
-            raise ValueError(f"override {override!r} is invalid: expected stage1.KEY=VALUE, stage2.KEY=VALUE, lm.KEY=VALUE "
-                             "or data.OPTION=VALUE (e.g. stage1.training.epochs=30, data.num_train=2000)")
+            raise ValueError(
+                f"override {override!r} is invalid: expected stage1.KEY=VALUE, stage2.KEY=VALUE, lm.KEY=VALUE "
+                "or data.OPTION=VALUE (e.g. stage1.training.epochs=30, data.num_train=2000)"
+            )
         groups[prefix].append(rest)
     return groups
 
@@ -129,8 +159,10 @@ def lm_settings(overrides=()) -> dict:
 
     from .lm_pretraining import pretrain_denoising_lm
 
-    fixed = {"tokenizer": {"texts"}, "training": {"texts", "tokenizer", "output_dir", "model_config", "validation_texts",
-                                                   "progress"}}
+    fixed = {
+        "tokenizer": {"texts"},
+        "training": {"texts", "tokenizer", "output_dir", "model_config", "validation_texts", "progress"},
+    }
     for section, function in (("tokenizer", train_tokenizer), ("training", pretrain_denoising_lm)):
         accepted = set(inspect.signature(function).parameters) - fixed[section]
         extra = set(settings[section]) - accepted
@@ -139,12 +171,21 @@ def lm_settings(overrides=()) -> dict:
     return settings
 
 
-def build_configs(output_dir: Path, quick: bool = False, overrides=(), llm: str | None = None,
-                  target_language: str | None = None, config_files: dict | None = None, resume: bool = False):
+def build_configs(
+    output_dir: Path,
+    quick: bool = False,
+    overrides=(),
+    llm: str | None = None,
+    target_language: str | None = None,
+    config_files: dict | None = None,
+    resume: bool = False,
+):
     """(LM settings, stage-1 TrainConfig, stage-2 TrainConfig) with the demo's paths filled in."""
     from .config import SHIPPED_CONFIGS, TrainConfig, apply_override, read_yaml
 
-    files = {stage: Path((config_files or {}).get(stage) or SHIPPED_CONFIGS / name) for stage, name in CONFIG_FILES.items()}
+    files = {
+        stage: Path((config_files or {}).get(stage) or SHIPPED_CONFIGS / name) for stage, name in CONFIG_FILES.items()
+    }
     groups = split_overrides(overrides)
     if quick:
         groups = {key: QUICK_OVERRIDES[key] + values for key, values in groups.items()}
@@ -161,7 +202,9 @@ def build_configs(output_dir: Path, quick: bool = False, overrides=(), llm: str 
             for override in groups["data"]:
                 apply_override(options, override)
         # Both stages train and test on the corpus stage 1 describes (each run's training_config.yaml records it).
-        section.update(dataset="synthetic", data_dir=None, options=options, cache_dir=str(output_dir / "cache" / "datasets"))
+        section.update(
+            dataset="synthetic", data_dir=None, options=options, cache_dir=str(output_dir / "cache" / "datasets")
+        )
         data["output_dir"] = str(output_dir / "runs" / stage)
         data["export_dir"] = str(output_dir / stage)
         model = data.setdefault("model", {})
@@ -195,7 +238,9 @@ def lm_texts(settings: dict, corpus, vocabulary_size=None) -> list[str]:
     synthetic corpus) and, unless `include_train_split` is false, the corpus's train sentences; duplicates dropped."""
     from data_builders import synthetic_text
 
-    texts = synthetic_text(int(settings["num_texts"]), seed=int(settings["seed"]), split="train", vocabulary_size=vocabulary_size)
+    texts = synthetic_text(
+        int(settings["num_texts"]), seed=int(settings["seed"]), split="train", vocabulary_size=vocabulary_size
+    )
     if settings.get("include_train_split", True):
         texts = list(corpus["train"]["text"]) + texts
     return list(dict.fromkeys(texts))
@@ -213,8 +258,16 @@ def train_lm_tokenizer(lm: dict, texts: list[str], output_dir: Path) -> Path:
     return output_dir
 
 
-def pretrain_lm(lm: dict, texts: list[str], tokenizer_dir: Path, validation_texts: list[str], output_dir: Path, seed: int,
-                threads: int | None = None, progress: bool = True) -> Path:
+def pretrain_lm(
+    lm: dict,
+    texts: list[str],
+    tokenizer_dir: Path,
+    validation_texts: list[str],
+    output_dir: Path,
+    seed: int,
+    threads: int | None = None,
+    progress: bool = True,
+) -> Path:
     """Pre-train the demo's LM (`train.lm_pretraining`) over the tokenizer in `tokenizer_dir`."""
     import torch
     from transformers import AutoTokenizer
@@ -225,8 +278,15 @@ def pretrain_lm(lm: dict, texts: list[str], tokenizer_dir: Path, validation_text
         torch.set_num_threads(threads)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     training = {"seed": seed, **lm["training"]}
-    return pretrain_denoising_lm(texts, tokenizer, output_dir, model_config=lm["model"], validation_texts=validation_texts,
-                                 progress=progress, **training)
+    return pretrain_denoising_lm(
+        texts,
+        tokenizer,
+        output_dir,
+        model_config=lm["model"],
+        validation_texts=validation_texts,
+        progress=progress,
+        **training,
+    )
 
 
 def ceiling_settings(stage2) -> dict:
@@ -234,11 +294,18 @@ def ceiling_settings(stage2) -> dict:
     from modeling_flallm import FlaLlmConfig
 
     config = stage2.resolved()
-    return {"epochs": config.training.epochs, "batch_size": config.training.batch_size, "lr": config.optimizer.lr,
-            "warmup_ratio": config.scheduler.warmup_ratio, "weight_decay": config.optimizer.weight_decay,
-            "label_smoothing": config.model.config.get("label_smoothing", FlaLlmConfig().label_smoothing),
-            "num_beams": config.evaluation.num_beams,
-            "max_new_tokens": config.evaluation.max_new_tokens, "language": config.data.language, "seed": config.seed}
+    return {
+        "epochs": config.training.epochs,
+        "batch_size": config.training.batch_size,
+        "lr": config.optimizer.lr,
+        "warmup_ratio": config.scheduler.warmup_ratio,
+        "weight_decay": config.optimizer.weight_decay,
+        "label_smoothing": config.model.config.get("label_smoothing", FlaLlmConfig().label_smoothing),
+        "num_beams": config.evaluation.num_beams,
+        "max_new_tokens": config.evaluation.max_new_tokens,
+        "language": config.data.language,
+        "seed": config.seed,
+    }
 
 
 def run_ceiling(lm_dir: Path, pairs: dict, settings: dict, output_path: Path) -> dict:
@@ -271,7 +338,10 @@ def start_lm_pretraining(ceiling, *args):
     import multiprocessing
 
     process = multiprocessing.get_context("spawn").Process(
-        target=_pretrain_lm_process, args=(logging.getLogger().getEffectiveLevel(), ceiling, *args), name="lm-pretraining")
+        target=_pretrain_lm_process,
+        args=(logging.getLogger().getEffectiveLevel(), ceiling, *args),
+        name="lm-pretraining",
+    )
     process.start()
     return process
 
@@ -282,11 +352,15 @@ def wait_for_lm(process, lm_dir: Path) -> None:
         time.sleep(0.2)
     if not (lm_dir / "pretraining.json").is_file():
         process.join()
-        raise RuntimeError(f"LM pre-training failed (process exit code {process.exitcode}; its error is printed above). "
-                           f"Stage 1 is kept: `flallm demo --resume --output-dir {lm_dir.parent}` retries the LM and goes on.")
+        raise RuntimeError(
+            f"LM pre-training failed (process exit code {process.exitcode}; its error is printed above). "
+            f"Stage 1 is kept: `flallm demo --resume --output-dir {lm_dir.parent}` retries the LM and goes on."
+        )
 
 
-def constant_baseline(train_texts, test_texts, language: str = "en", candidates: int = 50, references: int = 1000) -> dict:
+def constant_baseline(
+    train_texts, test_texts, language: str = "en", candidates: int = 50, references: int = 1000
+) -> dict:
     """Scores of predicting one training sentence for every test clip: the most frequent training sentence.
 
     The synthetic train split holds distinct sentences (every count is 1). Ties are broken without looking at
@@ -307,8 +381,14 @@ def constant_baseline(train_texts, test_texts, language: str = "en", candidates:
         sample = list(train_texts)[:references]
         tied = [max(tied[:candidates], key=lambda text: sacrebleu.corpus_bleu([text] * len(sample), [sample]).score)]
     sentence = tied[0]
-    scores = load_metric().compute(predictions=[sentence] * len(test_texts), references=list(test_texts), language=language)
-    return {"sentence": sentence, "train_count": top, **{k: v for k, v in scores.items() if not k.endswith("signature")}}
+    scores = load_metric().compute(
+        predictions=[sentence] * len(test_texts), references=list(test_texts), language=language
+    )
+    return {
+        "sentence": sentence,
+        "train_count": top,
+        **{k: v for k, v in scores.items() if not k.endswith("signature")},
+    }
 
 
 def test_predictions(run_dir: Path) -> dict[str, dict]:
@@ -361,9 +441,17 @@ def _prepare_output_dir(output_dir: Path, resume: bool) -> None:
             path.unlink()
 
 
-def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, quick: bool = False, llm: str | None = None,
-             target_language: str | None = None, overrides=(), threads: int | None = 1, resume: bool = False,
-             config_files: dict | None = None, num_examples: int = 5) -> dict:
+def run_demo(
+    output_dir: str | Path = DEFAULT_OUTPUT_DIR,
+    quick: bool = False,
+    llm: str | None = None,
+    target_language: str | None = None,
+    overrides=(),
+    threads: int | None = 1,
+    resume: bool = False,
+    config_files: dict | None = None,
+    num_examples: int = 5,
+) -> dict:
     """Run every step; returns what DIR/metrics.json holds."""
     import torch
 
@@ -386,18 +474,34 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, quick: bool = False, l
         ceiling_scores = None
         lm_summary, lm_dir, ceiling_path = None, output_dir / "lm", output_dir / "ceiling.json"
         # The gloss-to-text ceiling: the LM fine-tuned on the gold signs with stage 2's budget (train/gloss_to_text.py).
-        pairs = {split: {"gloss": list(corpus[split]["gloss"]), "text": list(corpus[split]["text"])} for split in ("train", "test")}
+        pairs = {
+            split: {"gloss": list(corpus[split]["gloss"]), "text": list(corpus[split]["text"])}
+            for split in ("train", "test")
+        }
         ceiling = (pairs, ceiling_settings(stage2), ceiling_path) if llm is None else None
         if llm is None and resume and (lm_dir / "pretraining.json").is_file():
             logger.info("Reusing the pre-trained LM in %s", lm_dir)
         elif llm is None:
             texts = lm_texts(lm["texts"], corpus, stage1.data.options.get("vocabulary_size"))
-            if not (resume and (output_dir / "tokenizer" / "tokenizer_config.json").is_file()):  # stage 1 may resume on it
+            if not (
+                resume and (output_dir / "tokenizer" / "tokenizer_config.json").is_file()
+            ):  # stage 1 may resume on it
                 train_lm_tokenizer(lm, texts, output_dir / "tokenizer")
-            logger.info("Pre-training a small seq2seq LM on %d sentences of the synthetic language (mBART text infilling), "
-                        "in a second process alongside stage 1", len(texts))
-            lm_process = start_lm_pretraining(ceiling, lm, texts, output_dir / "tokenizer", list(corpus["validation"]["text"]),
-                                              lm_dir, stage1.seed, threads)
+            logger.info(
+                "Pre-training a small seq2seq LM on %d sentences of the synthetic language (mBART text infilling), "
+                "in a second process alongside stage 1",
+                len(texts),
+            )
+            lm_process = start_lm_pretraining(
+                ceiling,
+                lm,
+                texts,
+                output_dir / "tokenizer",
+                list(corpus["validation"]["text"]),
+                lm_dir,
+                stage1.seed,
+                threads,
+            )
 
         tick = time.perf_counter()
         logger.info("Stage 1: visual encoder + VL-adapter + Light-T")
@@ -430,25 +534,45 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, quick: bool = False, l
         predictions1, predictions2 = test_predictions(result1.output_dir), test_predictions(result2.output_dir)
         examples = []
         for row in corpus["test"].select(range(min(num_examples, len(corpus["test"])))):
-            examples.append({"id": row["id"], "signs": row["gloss"], "reference": row["text"],
-                             "stage1": predictions1.get(row["id"], {}).get("hypothesis"),
-                             "stage2": predictions2.get(row["id"], {}).get("hypothesis"),
-                             "gloss_to_text": ceiling_scores["predictions"][len(examples)] if ceiling_scores else None})
-        write_example_clips(corpus["test"].select(range(min(num_examples, len(corpus["test"])))), output_dir / "examples")
+            examples.append(
+                {
+                    "id": row["id"],
+                    "signs": row["gloss"],
+                    "reference": row["text"],
+                    "stage1": predictions1.get(row["id"], {}).get("hypothesis"),
+                    "stage2": predictions2.get(row["id"], {}).get("hypothesis"),
+                    "gloss_to_text": ceiling_scores["predictions"][len(examples)] if ceiling_scores else None,
+                }
+            )
+        write_example_clips(
+            corpus["test"].select(range(min(num_examples, len(corpus["test"])))), output_dir / "examples"
+        )
         timings["total"] = time.perf_counter() - started
         metrics = {
             "stage1": _scores(result1.metrics["test"]),
             "stage2": _scores(result2.metrics["test"]),
             "baseline": baseline,
-            "gloss_to_text": ceiling_scores and {k: v for k, v in ceiling_scores.items()
-                                                 if k in METRIC_KEYS + ("steps", "seconds", "signature")},
-            "validation": {"stage1": _scores(result1.metrics.get("validation", {})),
-                           "stage2": _scores(result2.metrics.get("validation", {}))},
+            "gloss_to_text": ceiling_scores
+            and {k: v for k, v in ceiling_scores.items() if k in METRIC_KEYS + ("steps", "seconds", "signature")},
+            "validation": {
+                "stage1": _scores(result1.metrics.get("validation", {})),
+                "stage2": _scores(result2.metrics.get("validation", {})),
+            },
             "examples": examples,
             "language_model": llm or str(output_dir / "lm"),
-            "lm_pretraining": lm_summary and {k: lm_summary.get(k) for k in
-                                              ("num_texts", "num_parameters", "vocab_size", "steps", "validation_loss_before",
-                                               "validation_loss_after", "seconds")},
+            "lm_pretraining": lm_summary
+            and {
+                k: lm_summary.get(k)
+                for k in (
+                    "num_texts",
+                    "num_parameters",
+                    "vocab_size",
+                    "steps",
+                    "validation_loss_before",
+                    "validation_loss_after",
+                    "seconds",
+                )
+            },
             "corpus": {"options": dict(stage1.data.options), **{split: len(rows) for split, rows in corpus.items()}},
             "configs": {name: str(path) for name, path in files.items()},
             "overrides": list(overrides),
@@ -472,43 +596,59 @@ def run_demo(output_dir: str | Path = DEFAULT_OUTPUT_DIR, quick: bool = False, l
 
 
 def format_report(metrics: dict, output_dir: Path) -> str:
-    rows = [("constant baseline", metrics["baseline"]), ("stage 1 (Light-T)", metrics["stage1"]),
-            ("stage 2 (LM)", metrics["stage2"])]
+    rows = [
+        ("constant baseline", metrics["baseline"]),
+        ("stage 1 (Light-T)", metrics["stage1"]),
+        ("stage 2 (LM)", metrics["stage2"]),
+    ]
     if metrics.get("gloss_to_text"):
         rows.append(("gloss-to-text", metrics["gloss_to_text"]))
     num = metrics["stage1"].get("num_examples", metrics["corpus"].get("test"))
     lines = [f"FLa-LLM demo: synthetic sign language -> English, test split ({num} clips of unseen sentences)", ""]
-    lines.append(f"  {'':<19}" + "".join(f"{METRIC_NAMES[k]:>9}" for k in METRIC_KEYS))
+    lines.append(f"  {'':<19}" + "".join(f"{SCORE_NAMES[k]:>9}" for k in METRIC_KEYS))
     for name, scores in rows:
         lines.append(f"  {name:<19}" + "".join(f"{scores[k]:9.2f}" for k in METRIC_KEYS))
-    lines += ["", f"  constant baseline: \"{metrics['baseline']['sentence']}\" for every clip"]
+    lines += ["", f'  constant baseline: "{metrics["baseline"]["sentence"]}" for every clip']
     if metrics.get("gloss_to_text"):
-        lines.append("  gloss-to-text: the same LM fine-tuned on the gold signs with stage 2's budget (the ceiling of "
-                     "perfect recognition)")
+        lines.append(
+            "  gloss-to-text: the same LM fine-tuned on the gold signs with stage 2's budget (the ceiling of "
+            "perfect recognition)"
+        )
     for key, name in (("signature", "BLEU"), ("rouge_signature", "ROUGE-L")):
         if metrics["stage1"].get(key):
             lines.append(f"  {name}: {metrics['stage1'][key]}")
     lines += ["", "Translations of test clips:"]
     for example in metrics["examples"]:
-        lines += [f"  [{example['id']}] signs: {example['signs']}",
-                  f"    reference: {example['reference']}",
-                  f"    stage 1:   {example['stage1']}",
-                  f"    stage 2:   {example['stage2']}"]
+        lines += [
+            f"  [{example['id']}] signs: {example['signs']}",
+            f"    reference: {example['reference']}",
+            f"    stage 1:   {example['stage1']}",
+            f"    stage 2:   {example['stage2']}",
+        ]
         if example.get("gloss_to_text") is not None:
             lines.append(f"    gloss->text: {example['gloss_to_text']}")
     seconds = metrics["seconds"]
-    names = {"corpus": "corpus", "stage1": "stage 1", "lm_pretraining": "LM pre-training alongside stage 1",
-             "waiting_for_lm": "waiting for the LM", "stage2": "stage 2",
-             "ceiling": "gloss-to-text ceiling (in the LM's process, after it)", "waiting_for_ceiling": "waiting for the ceiling"}
+    names = {
+        "corpus": "corpus",
+        "stage1": "stage 1",
+        "lm_pretraining": "LM pre-training alongside stage 1",
+        "waiting_for_lm": "waiting for the LM",
+        "stage2": "stage 2",
+        "ceiling": "gloss-to-text ceiling (in the LM's process, after it)",
+        "waiting_for_ceiling": "waiting for the ceiling",
+    }
     parts = ", ".join(f"{names.get(k, k)} {v:.0f} s" for k, v in seconds.items() if k != "total")
-    lines += ["", f"Wall time {seconds['total']:.0f} s ({parts}).",
-              f"Models (from_pretrained / pipeline): {output_dir / 'stage1'}  {output_dir / 'stage2'}",
-              f"Metrics: {output_dir / 'metrics.json'}",
-              f"Curves (loss, learning rate, dev BLEU-4): {output_dir / 'runs' / 'stage1' / 'curves.png'}  "
-              f"{output_dir / 'runs' / 'stage2' / 'curves.png'}",
-              f"Test clips to watch and translate: {output_dir / 'examples'} "
-              f"(flallm translate --model {output_dir / 'stage2'} {output_dir / 'examples'})",
-              f"Try the model on a page: flallm app --model {output_dir / 'stage2'}"]
+    lines += [
+        "",
+        f"Wall time {seconds['total']:.0f} s ({parts}).",
+        f"Models (from_pretrained / pipeline): {output_dir / 'stage1'}  {output_dir / 'stage2'}",
+        f"Metrics: {output_dir / 'metrics.json'}",
+        f"Curves (loss, learning rate, dev BLEU-4): {output_dir / 'runs' / 'stage1' / 'curves.png'}  "
+        f"{output_dir / 'runs' / 'stage2' / 'curves.png'}",
+        f"Test clips to watch and translate: {output_dir / 'examples'} "
+        f"(flallm translate --model {output_dir / 'stage2'} {output_dir / 'examples'})",
+        f"Try the model on a page: flallm app --model {output_dir / 'stage2'}",
+    ]
     return "\n".join(lines)
 
 
@@ -517,24 +657,47 @@ def format_report(metrics: dict, output_dir: Path) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="stage1.KEY=V / stage2.KEY=V (flallm train config keys), lm.SECTION.KEY=V (LM pre-training: "
-                             "texts, tokenizer, model, training), data.OPTION=V (synthetic corpus option, both stages).")
-    parser.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR,
-                        help=f"Where the exports, runs and metrics.json go (default: ./{DEFAULT_OUTPUT_DIR}).")
-    parser.add_argument("--quick", action="store_true",
-                        help="Tiny corpus and models, one epoch each: a smoke run of every step (it cannot learn).")
-    parser.add_argument("--llm", metavar="ID_OR_DIR",
-                        help="Stage 2's LLM (Hub id or folder with model + tokenizer) instead of pre-training a small one "
-                             "offline, e.g. facebook/mbart-large-cc25 where the Hub is reachable.")
-    parser.add_argument("--target-language", metavar="CODE",
-                        help="Language code token of the LLM's tokenizer for the targets (en_XX for mbart-large-cc25).")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="stage1.KEY=V / stage2.KEY=V (flallm train config keys), lm.SECTION.KEY=V (LM pre-training: "
+        "texts, tokenizer, model, training), data.OPTION=V (synthetic corpus option, both stages).",
+    )
+    parser.add_argument(
+        "--output-dir",
+        default=DEFAULT_OUTPUT_DIR,
+        help=f"Where the exports, runs and metrics.json go (default: ./{DEFAULT_OUTPUT_DIR}).",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="Tiny corpus and models, one epoch each: a smoke run of every step (it cannot learn).",
+    )
+    parser.add_argument(
+        "--llm",
+        metavar="ID_OR_DIR",
+        help="Stage 2's LLM (Hub id or folder with model + tokenizer) instead of pre-training a small one "
+        "offline, e.g. facebook/mbart-large-cc25 where the Hub is reachable.",
+    )
+    parser.add_argument(
+        "--target-language",
+        metavar="CODE",
+        help="Language code token of the LLM's tokenizer for the targets (en_XX for mbart-large-cc25).",
+    )
     parser.add_argument("--stage1-epochs", type=int, help="Same as stage1.training.epochs=N.")
     parser.add_argument("--stage2-epochs", type=int, help="Same as stage2.training.epochs=N.")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="PyTorch intra-op threads (default 1, clips are decoded in a separate worker; 0: PyTorch's choice).")
-    parser.add_argument("--resume", action="store_true",
-                        help="Continue an interrupted demo in --output-dir (reuse its LM, resume the stages' checkpoints).")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="PyTorch intra-op threads (default 1, clips are decoded in a separate worker; 0: PyTorch's choice).",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="Continue an interrupted demo in --output-dir (reuse its LM, resume the stages' checkpoints).",
+    )
     parser.add_argument("--num-examples", type=int, default=5, help="Test translations to print (default 5).")
     parser.add_argument("--stage1-config", metavar="YAML", help="Instead of train/configs/demo_stage1.yaml.")
     parser.add_argument("--stage2-config", metavar="YAML", help="Instead of train/configs/demo_stage2.yaml.")
@@ -546,10 +709,22 @@ def run(args: argparse.Namespace) -> int:
         epochs = getattr(args, f"{stage}_epochs", None)
         if epochs:
             overrides.append(f"{stage}.training.epochs={epochs}")
-    config_files = {stage: getattr(args, f"{stage}_config") for stage in ("stage1", "stage2") if getattr(args, f"{stage}_config", None)}
+    config_files = {
+        stage: getattr(args, f"{stage}_config")
+        for stage in ("stage1", "stage2")
+        if getattr(args, f"{stage}_config", None)
+    }
     output_dir = Path(args.output_dir).resolve()
-    metrics = run_demo(output_dir, quick=args.quick, llm=args.llm, target_language=args.target_language,
-                       overrides=overrides, threads=args.threads or None, resume=args.resume,
-                       config_files=config_files, num_examples=args.num_examples)
+    metrics = run_demo(
+        output_dir,
+        quick=args.quick,
+        llm=args.llm,
+        target_language=args.target_language,
+        overrides=overrides,
+        threads=args.threads or None,
+        resume=args.resume,
+        config_files=config_files,
+        num_examples=args.num_examples,
+    )
     print(format_report(metrics, output_dir))
     return 0

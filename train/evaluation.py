@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-logger = logging.getLogger(__name__)
+from .metrics import SCORE_NAMES
 
-SCORE_NAMES = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "rougeL": "ROUGE-L", "chrf": "chrF"}
+logger = logging.getLogger(__name__)
 
 
 class _CollateWithReferences:
@@ -51,8 +51,18 @@ def _shard(dataset, accelerator):
 
 
 @torch.no_grad()
-def evaluate_model(model, processor, dataset, *, language: str = "de", batch_size: int = 8, num_workers: int = 0,
-                   generate_kwargs: dict | None = None, accelerator=None, progress: bool = True):
+def evaluate_model(
+    model,
+    processor,
+    dataset,
+    *,
+    language: str = "de",
+    batch_size: int = 8,
+    num_workers: int = 0,
+    generate_kwargs: dict | None = None,
+    accelerator=None,
+    progress: bool = True,
+):
     """Translate every example of a split (columns id, text, num_frames, video) and score the result.
 
     Returns `(metrics, predictions)`: metrics as `train.metrics` computes them plus `num_examples`
@@ -66,8 +76,12 @@ def evaluate_model(model, processor, dataset, *, language: str = "de", batch_siz
 
     from .metrics import load_metric
 
-    loader = DataLoader(_shard(dataset, accelerator), batch_size=batch_size, collate_fn=_CollateWithReferences(processor),
-                        num_workers=num_workers)
+    loader = DataLoader(
+        _shard(dataset, accelerator),
+        batch_size=batch_size,
+        collate_fn=_CollateWithReferences(processor),
+        num_workers=num_workers,
+    )
     unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
     device = accelerator.device if accelerator is not None else next(unwrapped.parameters()).device
     was_training = unwrapped.training
@@ -82,16 +96,21 @@ def evaluate_model(model, processor, dataset, *, language: str = "de", batch_siz
                 **(generate_kwargs or {}),
             )
             hypotheses = processor.batch_decode(ids, skip_special_tokens=True)
-            predictions += [{"id": str(i), "hypothesis": h, "reference": r}
-                            for i, h, r in zip(batch["ids"], hypotheses, batch["references"])]
+            predictions += [
+                {"id": str(i), "hypothesis": h, "reference": r}
+                for i, h, r in zip(batch["ids"], hypotheses, batch["references"])
+            ]
     finally:
         unwrapped.train(was_training)
     if accelerator is not None and accelerator.num_processes > 1:
         predictions = gather_object(predictions)
     if not predictions:
         raise ValueError("The dataset split is empty: nothing to evaluate.")
-    scores = load_metric().compute(predictions=[p["hypothesis"] for p in predictions],
-                                   references=[p["reference"] for p in predictions], language=language)
+    scores = load_metric().compute(
+        predictions=[p["hypothesis"] for p in predictions],
+        references=[p["reference"] for p in predictions],
+        language=language,
+    )
     return {"num_examples": len(predictions), "language": language, **scores}, predictions
 
 
@@ -107,10 +126,10 @@ def format_table(metrics: dict, title: str = "") -> str:
 
 def default_language(dataset_name: str, model_dir: Path | None) -> str | None:
     """Target language: the corpus' own, else the one in the model's training_config.yaml."""
-    from .model_card import DATASETS, TRAINING_CONFIG_FILE, find_key
+    from .model_card import TRAINING_CONFIG_FILE, corpus_facts, find_key
 
-    if dataset_name in DATASETS:
-        return DATASETS[dataset_name]["language"]
+    if corpus_facts(dataset_name):
+        return corpus_facts(dataset_name)["language"]
     config_path = model_dir / TRAINING_CONFIG_FILE if model_dir is not None else None
     if config_path is not None and config_path.is_file():
         import yaml
@@ -131,19 +150,33 @@ def _parse_option(text: str):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .cli import add_dtype_argument, model_argument, positive_int
 
-    parser.add_argument("--model", required=True, type=model_argument,
-                        help="Model directory (save_pretrained output) or Hub id.")
-    parser.add_argument("--dataset", default="synthetic",
-                        help="phoenix14t, csl_daily, how2sign, synthetic, or a prepared dataset folder / Hub id.")
+    parser.add_argument(
+        "--model", required=True, type=model_argument, help="Model directory (save_pretrained output) or Hub id."
+    )
+    parser.add_argument(
+        "--dataset",
+        default="synthetic",
+        help="phoenix14t, csl_daily, how2sign, synthetic, or a prepared dataset folder / Hub id.",
+    )
     parser.add_argument("--split", default="test", choices=["train", "validation", "test"])
     parser.add_argument("--data-dir", default=None, help="Raw corpus release folder (raw corpora only).")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="Corpus option, repeatable (e.g. skip_bad_samples=true, or num_test=20 for synthetic).")
-    parser.add_argument("--output-dir", default=None,
-                        help="Where predictions_<split>.jsonl and metrics_<split>.json go (default: the model directory, "
-                        "or ./flallm-eval for a Hub id).")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Corpus option, repeatable (e.g. skip_bad_samples=true, or num_test=20 for synthetic).",
+    )
+    parser.add_argument(
+        "--output-dir",
+        default=None,
+        help="Where predictions_<split>.jsonl and metrics_<split>.json go (default: the model directory, "
+        "or ./flallm-eval for a Hub id).",
+    )
     parser.add_argument("--cache-dir", default=None, help="datasets cache for building raw/synthetic corpora.")
-    parser.add_argument("--language", default=None, help="Target language (default: the corpus'); zh scores characters.")
+    parser.add_argument(
+        "--language", default=None, help="Target language (default: the corpus'); zh scores characters."
+    )
     parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument("--num-beams", type=positive_int, default=None, help="Beam size (default: the model's, 5).")
     parser.add_argument("--max-new-tokens", type=positive_int, default=None)
@@ -174,19 +207,38 @@ def run(args: argparse.Namespace) -> int:
     options = dict(_parse_option(text) for text in args.option)
     try:
         split = load_sign_dataset(args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir, **options)[args.split]
-    except (ValueError, FileNotFoundError) as error:  # an incomplete prepared folder, a bad release: named in the message
+    except (
+        ValueError,
+        FileNotFoundError,
+    ) as error:  # an incomplete prepared folder, a bad release: named in the message
         raise SystemExit(f"flallm evaluate: {error}") from None
     if args.limit is not None:
         split = split.select(range(min(args.limit, len(split))))
-    generate_kwargs = {key: value for key, value in
-                       (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if value is not None}
+    generate_kwargs = {
+        key: value
+        for key, value in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens))
+        if value is not None
+    }
 
     logger.info("Translating %d examples of %s/%s on %s", len(split), args.dataset, args.split, device)
     with inference_precision(args.dtype, device):
-        metrics, predictions = evaluate_model(model, processor, split, language=language, batch_size=args.batch_size,
-                                              num_workers=args.num_workers, generate_kwargs=generate_kwargs)
-    record = {"dataset": args.dataset, "split": args.split, "model": str(args.model),
-              "num_beams": args.num_beams or model.generation_config.num_beams, "dtype": args.dtype, **metrics}
+        metrics, predictions = evaluate_model(
+            model,
+            processor,
+            split,
+            language=language,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            generate_kwargs=generate_kwargs,
+        )
+    record = {
+        "dataset": args.dataset,
+        "split": args.split,
+        "model": str(args.model),
+        "num_beams": args.num_beams or model.generation_config.num_beams,
+        "dtype": args.dtype,
+        **metrics,
+    }
 
     output_dir.mkdir(parents=True, exist_ok=True)
     predictions_path = output_dir / f"predictions_{args.split}.jsonl"

@@ -74,21 +74,32 @@ def _wait_for(path: Path, what: str, poll_seconds: float = 2.0) -> None:
 
 
 @torch.no_grad()
-def compute_features(model, dataset: datasets.Dataset, collate_fn, path: Path, batch_size: int, device,
-                     num_workers: int = 0, desc: str = "features") -> None:
+def compute_features(
+    model,
+    dataset: datasets.Dataset,
+    collate_fn,
+    path: Path,
+    batch_size: int,
+    device,
+    num_workers: int = 0,
+    desc: str = "features",
+) -> None:
     """Write id, text and the visual features of every example of `dataset` (in order) to `path`.
 
     `collate_fn` must be an evaluation collator (no augmentation) returning pixel_values/pixel_mask.
     The file is written under a temporary name and renamed when complete.
     """
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn,
-                                         num_workers=num_workers)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn, num_workers=num_workers
+    )
     size = model.visual_encoder.output_size
-    features = datasets.Features({
-        "id": datasets.Value("string"),
-        "text": datasets.Value("string"),
-        "features": datasets.Array2D(shape=(None, size), dtype="float32"),
-    })
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "text": datasets.Value("string"),
+            "features": datasets.Array2D(shape=(None, size), dtype="float32"),
+        }
+    )
     rows = dataset.select_columns(["id", "text"])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
@@ -98,13 +109,20 @@ def compute_features(model, dataset: datasets.Dataset, collate_fn, path: Path, b
         with ArrowWriter(features=features, path=str(tmp)) as writer:
             start = 0
             for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
-                values, mask = model.get_visual_features(batch["pixel_values"].to(device), batch["pixel_mask"].to(device))
+                values, mask = model.get_visual_features(
+                    batch["pixel_values"].to(device), batch["pixel_mask"].to(device)
+                )
                 values = values.float().cpu().numpy()
                 lengths = mask.sum(1).tolist()
                 meta = rows[start : start + len(lengths)]
                 for i, length in enumerate(lengths):
-                    writer.write({"id": meta["id"][i], "text": meta["text"][i],
-                                  "features": np.ascontiguousarray(values[i, :length])})
+                    writer.write(
+                        {
+                            "id": meta["id"][i],
+                            "text": meta["text"][i],
+                            "features": np.ascontiguousarray(values[i, :length]),
+                        }
+                    )
                 start += len(lengths)
             writer.finalize()
         with open(tmp, "rb") as handle:
@@ -117,8 +135,18 @@ def compute_features(model, dataset: datasets.Dataset, collate_fn, path: Path, b
             tmp.unlink()
 
 
-def load_or_compute(model, video_processor, dataset: datasets.Dataset, split: str, collate_fn, cache_dir,
-                    batch_size: int, device, accelerator=None, num_workers: int = 0) -> datasets.Dataset:
+def load_or_compute(
+    model,
+    video_processor,
+    dataset: datasets.Dataset,
+    split: str,
+    collate_fn,
+    cache_dir,
+    batch_size: int,
+    device,
+    accelerator=None,
+    num_workers: int = 0,
+) -> datasets.Dataset:
     """The cached features of `dataset`, in dataset order; missing ones are computed first (each
     process of `accelerator` computes a contiguous part). Every process gets the whole cache."""
     folder = cache_folder(cache_dir, encoder_fingerprint(model, video_processor), dataset, split)
@@ -131,8 +159,13 @@ def load_or_compute(model, video_processor, dataset: datasets.Dataset, split: st
         part = folder / f"part-{index:05d}-of-{num_parts:05d}.arrow"
         if not part.is_file():
             shard = dataset.shard(num_shards=num_parts, index=index, contiguous=True)
-            logger.info("Computing stage-2 visual features of %s (%d of %d examples) into %s", split, len(shard),
-                        len(dataset), part)
+            logger.info(
+                "Computing stage-2 visual features of %s (%d of %d examples) into %s",
+                split,
+                len(shard),
+                len(dataset),
+                part,
+            )
             compute_features(model, shard, collate_fn, part, batch_size, device, num_workers, desc=f"features {split}")
         if index == 0:
             parts = [folder / f"part-{i:05d}-of-{num_parts:05d}.arrow" for i in range(num_parts)]
@@ -144,7 +177,9 @@ def load_or_compute(model, video_processor, dataset: datasets.Dataset, split: st
     names = json.loads(done.read_text(encoding="utf-8"))["parts"]
     cached = datasets.concatenate_datasets([datasets.Dataset.from_file(str(folder / name)) for name in names])
     if len(cached) != len(dataset):
-        raise ValueError(f"feature cache {folder} has {len(cached)} rows but {split} has {len(dataset)}: delete the folder")
+        raise ValueError(
+            f"feature cache {folder} has {len(cached)} rows but {split} has {len(dataset)}: delete the folder"
+        )
     return cached.with_format("numpy")
 
 
@@ -163,5 +198,7 @@ class FeatureCollator:
         for i, array in enumerate(arrays):
             visual_features[i, : array.shape[0]] = torch.from_numpy(array)
             visual_mask[i, : array.shape[0]] = 1
-        labels = self.processor.tokenize_targets([str(example["text"]) for example in examples], max_length=self.max_target_length)
+        labels = self.processor.tokenize_targets(
+            [str(example["text"]) for example in examples], max_length=self.max_target_length
+        )
         return {"visual_features": visual_features, "visual_mask": visual_mask, "labels": labels}

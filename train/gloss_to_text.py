@@ -63,8 +63,10 @@ def gloss_to_text_ceiling(
         train_glosses, train_texts = list(corpus["train"]["gloss"]), list(corpus["train"]["text"])
         glosses, references = list(corpus[split]["gloss"]), list(corpus[split]["text"])
     except KeyError as error:
-        raise ValueError(f"gloss_to_text_ceiling needs 'train' and {split!r} splits with 'gloss' and 'text' columns "
-                         f"(sign sequences and their translations); missing {error}") from None
+        raise ValueError(
+            f"gloss_to_text_ceiling needs 'train' and {split!r} splits with 'gloss' and 'text' columns "
+            f"(sign sequences and their translations); missing {error}"
+        ) from None
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(lm_dir)
     torch.manual_seed(seed)
@@ -80,12 +82,16 @@ def gloss_to_text_ceiling(
     for epoch in range(epochs):
         order = np.random.default_rng([seed, epoch]).permutation(len(sources))
         for start in range(0, len(order), batch_size):
-            indices = order[start:start + batch_size]
+            indices = order[start : start + batch_size]
             input_ids = pad_sequence([torch.tensor(sources[i]) for i in indices], batch_first=True, padding_value=pad)
             labels = pad_sequence([torch.tensor(targets[i]) for i in indices], batch_first=True, padding_value=-100)
             logits = model(input_ids=input_ids, attention_mask=input_ids.ne(pad).long(), labels=labels).logits
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                                     ignore_index=-100, label_smoothing=label_smoothing)
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]),
+                labels.reshape(-1),
+                ignore_index=-100,
+                label_smoothing=label_smoothing,
+            )
             loss.backward()
             optimizer.step()
             scheduler.step()
@@ -94,13 +100,15 @@ def gloss_to_text_ceiling(
     predictions = []
     with torch.no_grad():
         for start in range(0, len(glosses), 50):
-            chunk = [gloss_source(g) for g in glosses[start:start + 50]]
+            chunk = [gloss_source(g) for g in glosses[start : start + 50]]
             inputs = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
             output = model.generate(**inputs, num_beams=num_beams, max_new_tokens=max_new_tokens)
             predictions += tokenizer.batch_decode(output, skip_special_tokens=True)
-    scores = load_metric().compute(predictions=[p.strip() for p in predictions], references=references,
-                                   language=language)
+    scores = load_metric().compute(
+        predictions=[p.strip() for p in predictions], references=references, language=language
+    )
     seconds = time.perf_counter() - started
-    logger.info("Gloss-to-text ceiling (%d steps): %s BLEU-4 %.2f (%.0f s)", total_steps, split, scores["bleu4"], seconds)
-    return {**scores, "steps": total_steps, "seconds": round(seconds, 1),
-            "predictions": predictions}
+    logger.info(
+        "Gloss-to-text ceiling (%d steps): %s BLEU-4 %.2f (%.0f s)", total_steps, split, scores["bleu4"], seconds
+    )
+    return {**scores, "steps": total_steps, "seconds": round(seconds, 1), "predictions": predictions}

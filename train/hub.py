@@ -14,7 +14,15 @@ import logging
 import os
 from pathlib import Path
 
-from .model_card import STAGE_NAMES, TRAINING_CONFIG_FILE, RunInfo, read_run_dir, render_card, render_model_card, resolve_stage
+from .model_card import (
+    STAGE_NAMES,
+    TRAINING_CONFIG_FILE,
+    RunInfo,
+    read_run_dir,
+    render_card,
+    render_model_card,
+    resolve_stage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +35,26 @@ PIPELINE_ENTRY = {"impl": "pipeline_flallm.SignLanguageTranslationPipeline", "pt
 # What a push uploads: an allow-list, so that a stray `.env`, key, optimizer state or log in the folder is never
 # published. Weights as safetensors only (a pickle is code); the remote-code modules are the package's own files.
 UPLOAD_PATTERNS = (
-    "*.safetensors", "*.safetensors.index.json",  # weights
-    "config.json", "generation_config.json", "processor_config.json", "preprocessor_config.json",
+    "*.safetensors",
+    "*.safetensors.index.json",  # weights
+    "config.json",
+    "generation_config.json",
+    "processor_config.json",
+    "preprocessor_config.json",
     "video_preprocessor_config.json",  # configs
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
-    "merges.txt", "sentencepiece.bpe.model", "spiece.model", "tokenizer.model", "chat_template.jinja",  # tokenizer
-    "metrics.json", "metrics_*.json", TRAINING_CONFIG_FILE,  # what the card reports
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "tokenizer.model",
+    "chat_template.jinja",  # tokenizer
+    "metrics.json",
+    "metrics_*.json",
+    TRAINING_CONFIG_FILE,  # what the card reports
 )
 REMOTE_CODE_FILES = tuple(sorted(path.name for path in PIPELINE_SOURCE_DIR.glob("*.py") if path.name != "__init__.py"))
 
@@ -47,7 +69,9 @@ def select_files(model_dir) -> tuple[list[str], list[str]]:
         dirs.sort()
         for name in sorted(files):
             relative = (Path(root) / name).relative_to(model_dir).as_posix()
-            allowed = root == str(model_dir) and (name in REMOTE_CODE_FILES or any(fnmatch.fnmatch(name, p) for p in UPLOAD_PATTERNS))
+            allowed = root == str(model_dir) and (
+                name in REMOTE_CODE_FILES or any(fnmatch.fnmatch(name, p) for p in UPLOAD_PATTERNS)
+            )
             (upload if allowed else skipped).append(relative)
     return upload, [path for path in skipped if path != "README.md"]
 
@@ -75,9 +99,21 @@ def _pipeline_additions(info: RunInfo, paths: list[str]) -> dict:
     return extra
 
 
-def push_stage_to_hub(model_dir, repo_id: str, *, stage=None, private: bool | None = None, create_pr: bool = False,
-                      commit_message: str | None = None, token: str | None = None, revision: str | None = None,
-                      dataset=None, language=None, license=None, base_model=None):
+def push_stage_to_hub(
+    model_dir,
+    repo_id: str,
+    *,
+    stage=None,
+    private: bool | None = None,
+    create_pr: bool = False,
+    commit_message: str | None = None,
+    token: str | None = None,
+    revision: str | None = None,
+    dataset=None,
+    language=None,
+    license=None,
+    base_model=None,
+):
     """Create `repo_id` if needed and upload a stage's directory plus its model card in one commit.
 
     Returns the `huggingface_hub.CommitInfo` (`.commit_url`, `.pr_url` when `create_pr`). The endpoint
@@ -90,13 +126,18 @@ def push_stage_to_hub(model_dir, repo_id: str, *, stage=None, private: bool | No
     stage = resolve_stage(info, stage)
     card = render_card(info, repo_id, stage, dataset, language, license, base_model)
     if "auto_map" not in info.config:
-        logger.warning("%s/config.json has no auto_map: the model will load only where flallm is installed "
-                       "(not with trust_remote_code alone).", model_dir)
+        logger.warning(
+            "%s/config.json has no auto_map: the model will load only where flallm is installed "
+            "(not with trust_remote_code alone).",
+            model_dir,
+        )
     paths, skipped = select_files(model_dir)
     if skipped:
         logger.info("Not uploading %d file(s) that are not model files: %s", len(skipped), ", ".join(skipped))
     extra = _pipeline_additions(info, paths)
-    operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(model_dir / p)) for p in paths if p not in extra]
+    operations = [
+        CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(model_dir / p)) for p in paths if p not in extra
+    ]
     operations += [CommitOperationAdd(path_in_repo=p, path_or_fileobj=content) for p, content in extra.items()]
     operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode("utf-8")))
 
@@ -123,7 +164,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo-id", required=True, help="Target model repository, USER/NAME or ORG/NAME.")
     parser.add_argument("--private", action="store_true", help="Create the repository as private.")
     parser.add_argument("--create-pr", action="store_true", help="Open a pull request instead of committing to main.")
-    parser.add_argument("--commit-message", default=None, help="Commit title (default: 'Upload FLa-LLM stage N (...)').")
+    parser.add_argument(
+        "--commit-message", default=None, help="Commit title (default: 'Upload FLa-LLM stage N (...)')."
+    )
     parser.add_argument("--revision", default=None, help="Existing branch to commit to (default: main).")
     parser.add_argument("--stage", default=None, help="1 or 2; by default read from the run directory.")
     parser.add_argument("--dataset", default=None, help="Corpus name for the card (default: from the run directory).")
@@ -135,8 +178,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    card_options = {"stage": args.stage, "dataset": args.dataset, "language": args.language,
-                    "license": args.license, "base_model": args.base_model}
+    card_options = {
+        "stage": args.stage,
+        "dataset": args.dataset,
+        "language": args.language,
+        "license": args.license,
+        "base_model": args.base_model,
+    }
     if args.dry_run:
         print(render_model_card(args.model, args.repo_id, **card_options))
         upload, skipped = select_files(args.model)
@@ -144,8 +192,15 @@ def run(args: argparse.Namespace) -> int:
         if skipped:
             print("\nSkipped (not model files; never uploaded):", *skipped, sep="\n  ")
         return 0
-    info = push_stage_to_hub(args.model, args.repo_id, private=args.private or None, create_pr=args.create_pr,
-                             commit_message=args.commit_message, token=args.token, revision=args.revision,
-                             **card_options)
+    info = push_stage_to_hub(
+        args.model,
+        args.repo_id,
+        private=args.private or None,
+        create_pr=args.create_pr,
+        commit_message=args.commit_message,
+        token=args.token,
+        revision=args.revision,
+        **card_options,
+    )
     print(info.pr_url or info.commit_url)
     return 0

@@ -95,7 +95,7 @@ def text_infilling(
         if length == 0:
             inserts.add(maskable[start])
             continue
-        for k in maskable[start:start + min(length, target - covered)]:
+        for k in maskable[start : start + min(length, target - covered)]:
             if not masked[k]:
                 masked[k] = True
                 covered += 1
@@ -213,16 +213,30 @@ def pretrain_denoising_lm(
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
         (no_decay if parameter.dim() < 2 or "norm" in name else decay).append(parameter)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+        fused=True,
+    )
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(warmup_ratio * total_steps), total_steps)
     num_parameters = sum(p.numel() for p in model.parameters())
-    logger.info("Pre-training a %.1fM-parameter mBART (%s) on %d sentences: %d steps of %d, text infilling %.0f%% / Poisson(%.1f)",
-                num_parameters / 1e6, {k: model.config.to_dict()[k] for k in ("d_model", "encoder_layers", "decoder_layers")},
-                len(encoded), total_steps, batch_size, 100 * mask_ratio, poisson_lambda)
+    logger.info(
+        "Pre-training a %.1fM-parameter mBART (%s) on %d sentences: %d steps of %d, text infilling %.0f%% / Poisson(%.1f)",
+        num_parameters / 1e6,
+        {k: model.config.to_dict()[k] for k in ("d_model", "encoder_layers", "decoder_layers")},
+        len(encoded),
+        total_steps,
+        batch_size,
+        100 * mask_ratio,
+        poisson_lambda,
+    )
     initial_validation = None
     if validation is not None:
-        initial_validation = _evaluate(model, validation, tokenizer, mask_id, special, batch_size, mask_ratio, poisson_lambda, seed)
+        initial_validation = _evaluate(
+            model, validation, tokenizer, mask_id, special, batch_size, mask_ratio, poisson_lambda, seed
+        )
 
     history = []
     step = 0
@@ -234,10 +248,14 @@ def pretrain_denoising_lm(
         for start in range(0, len(order), batch_size):
             if step >= total_steps:
                 break
-            batch = _batch(encoded, order[start:start + batch_size], tokenizer, mask_id, special, rng, mask_ratio, poisson_lambda)
+            batch = _batch(
+                encoded, order[start : start + batch_size], tokenizer, mask_id, special, rng, mask_ratio, poisson_lambda
+            )
             loss = model(**batch).loss
             if not torch.isfinite(loss):
-                raise RuntimeError(f"LM pre-training: the loss became {loss.item()} at step {step}; lower lr (now {lr})")
+                raise RuntimeError(
+                    f"LM pre-training: the loss became {loss.item()} at step {step}; lower lr (now {lr})"
+                )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
             optimizer.step()
@@ -257,9 +275,15 @@ def pretrain_denoising_lm(
     bar.close()
     final_validation = None
     if validation is not None:
-        final_validation = _evaluate(model, validation, tokenizer, mask_id, special, batch_size, mask_ratio, poisson_lambda, seed)
-        logger.info("LM denoising loss on %d held-out sentences: %.3f before, %.3f after pre-training",
-                    len(validation), initial_validation, final_validation)
+        final_validation = _evaluate(
+            model, validation, tokenizer, mask_id, special, batch_size, mask_ratio, poisson_lambda, seed
+        )
+        logger.info(
+            "LM denoising loss on %d held-out sentences: %.3f before, %.3f after pre-training",
+            len(validation),
+            initial_validation,
+            final_validation,
+        )
 
     model.generation_config.max_new_tokens = max_length
     tmp = output_dir.with_name(f".tmp-{output_dir.name}")
@@ -269,12 +293,24 @@ def pretrain_denoising_lm(
     tokenizer.save_pretrained(tmp)
     summary = {
         "objective": "mBART text infilling (single-sentence texts: no sentence permutation)",
-        "mask_token": tokenizer.mask_token, "mask_ratio": mask_ratio, "poisson_lambda": poisson_lambda,
-        "num_texts": len(encoded), "num_parameters": num_parameters, "model": {k: model.config.to_dict()[k] for k in SMALL_MBART},
-        "vocab_size": len(tokenizer), "epochs": epochs, "steps": step, "batch_size": batch_size, "lr": lr,
-        "warmup_ratio": warmup_ratio, "weight_decay": weight_decay, "seed": seed,
-        "validation_loss_before": initial_validation, "validation_loss_after": final_validation,
-        "history": history, "seconds": round(time.perf_counter() - started, 1),
+        "mask_token": tokenizer.mask_token,
+        "mask_ratio": mask_ratio,
+        "poisson_lambda": poisson_lambda,
+        "num_texts": len(encoded),
+        "num_parameters": num_parameters,
+        "model": {k: model.config.to_dict()[k] for k in SMALL_MBART},
+        "vocab_size": len(tokenizer),
+        "epochs": epochs,
+        "steps": step,
+        "batch_size": batch_size,
+        "lr": lr,
+        "warmup_ratio": warmup_ratio,
+        "weight_decay": weight_decay,
+        "seed": seed,
+        "validation_loss_before": initial_validation,
+        "validation_loss_after": final_validation,
+        "history": history,
+        "seconds": round(time.perf_counter() - started, 1),
     }
     (tmp / "pretraining.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     if output_dir.exists():

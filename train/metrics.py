@@ -9,8 +9,16 @@ from pathlib import Path
 
 METRIC_DIR = Path(__file__).resolve().parent / "slt_metric"
 
-#: Keys `compute` returns that are scores (0-100), in the order tables show them.
-SCORE_KEYS = ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL", "chrf")
+#: Keys `compute` returns that are scores (0-100), in the order tables show them, and their display names.
+SCORE_NAMES = {
+    "bleu1": "BLEU-1",
+    "bleu2": "BLEU-2",
+    "bleu3": "BLEU-3",
+    "bleu4": "BLEU-4",
+    "rougeL": "ROUGE-L",
+    "chrf": "chrF",
+}
+SCORE_KEYS = tuple(SCORE_NAMES)
 
 
 def load_metric(**kwargs):

@@ -37,7 +37,9 @@ def _configure_generation(model, tokenizer, config: TrainConfig) -> None:
     if code is not None:
         code_id = tokenizer.convert_tokens_to_ids(code)
         if code_id is None or code_id == tokenizer.unk_token_id:
-            raise ValueError(f"model.target_language={code!r} is not a token of the tokenizer; expected a language code such as de_DE")
+            raise ValueError(
+                f"model.target_language={code!r} is not a token of the tokenizer; expected a language code such as de_DE"
+            )
         if probe[-1] == code_id:
             generation.decoder_start_token_id = code_id
         elif probe[0] == code_id:
@@ -47,11 +49,18 @@ def _configure_generation(model, tokenizer, config: TrainConfig) -> None:
                 f"model.target_language={code!r}: the tokenizer does not add this code to targets (it encodes 'a' as "
                 f"{tokenizer.convert_ids_to_tokens(probe)}); expected an mBART-style tokenizer with src_lang/tgt_lang"
             )
-    elif len(probe) >= 2 and probe[-2] == tokenizer.eos_token_id and probe[-1] in special and probe[-1] != tokenizer.eos_token_id:
+    elif (
+        len(probe) >= 2
+        and probe[-2] == tokenizer.eos_token_id
+        and probe[-1] in special
+        and probe[-1] != tokenizer.eos_token_id
+    ):
         # A tokenizer that appends a language code by default (mbart-large-cc25: en_XX).
         generation.decoder_start_token_id = probe[-1]
-        logger.warning("The tokenizer ends targets with %s; generation starts with it. Set model.target_language to choose.",
-                       tokenizer.convert_ids_to_tokens(probe[-1]))
+        logger.warning(
+            "The tokenizer ends targets with %s; generation starts with it. Set model.target_language to choose.",
+            tokenizer.convert_ids_to_tokens(probe[-1]),
+        )
     elif generation.decoder_start_token_id is None:
         generation.decoder_start_token_id = model.config.text_config.decoder_start_token_id
 
@@ -71,7 +80,9 @@ def _video_processor(config: TrainConfig, model_config: dict):
     for key in ("frame_sample_rate", "max_frames"):
         if key in model_config:
             if key in settings and settings[key] != model_config[key]:
-                raise ValueError(f"model.video_processor.{key}={settings[key]} differs from model.config.{key}={model_config[key]}")
+                raise ValueError(
+                    f"model.video_processor.{key}={settings[key]} differs from model.config.{key}={model_config[key]}"
+                )
             settings[key] = model_config[key]
     return FlaLlmVideoProcessor(**settings)
 
@@ -79,10 +90,10 @@ def _video_processor(config: TrainConfig, model_config: dict):
 # Where no Hub is reachable, what to set instead of each Hub resource (one message per config key).
 OFFLINE_ALTERNATIVES = {
     "model.tokenizer": "a local tokenizer folder, or train one offline: model.tokenizer=null "
-                       "'model.train_tokenizer={vocab_size: 8000, model_type: unigram}'",
+    "'model.train_tokenizer={vocab_size: 8000, model_type: unigram}'",
     "model.vision_model": "a local folder of the ResNet (save_pretrained), or random weights: model.vision_model=null",
     "model.language_model": "a local folder with the LLM and its tokenizer (save_pretrained), e.g. the LM `flallm demo` "
-                            "pre-trains (DIR/lm) or one made with train.lm_pretraining",
+    "pre-trains (DIR/lm) or one made with train.lm_pretraining",
 }
 
 
@@ -90,14 +101,17 @@ def from_hub(load, name: str, key: str, what: str):
     """`load(name)`, with a failure to reach or find `name` reported as the config key to change and the offline
     alternative, instead of huggingface_hub's connection traceback."""
     if not is_repo_id(name) and not Path(name).expanduser().exists():
-        raise FileNotFoundError(f"{key}={name!r}: no such folder (expected the {what}'s save_pretrained folder, or a Hub "
-                                f"repo id USER/NAME)")
+        raise FileNotFoundError(
+            f"{key}={name!r}: no such folder (expected the {what}'s save_pretrained folder, or a Hub repo id USER/NAME)"
+        )
     try:
         return load(name)
     except OSError as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise OSError(f"{key}={name!r}: cannot load the {what} ({reason}). Without access to the Hub, set {key} to "
-                      f"{OFFLINE_ALTERNATIVES[key]}.") from None
+        raise OSError(
+            f"{key}={name!r}: cannot load the {what} ({reason}). Without access to the Hub, set {key} to "
+            f"{OFFLINE_ALTERNATIVES[key]}."
+        ) from None
 
 
 def _stage1_tokenizer(config: TrainConfig, texts: list[str]):
@@ -114,7 +128,9 @@ def _stage1_tokenizer(config: TrainConfig, texts: list[str]):
             options.setdefault("target_language", code)
         return train_tokenizer(texts, **options)
     if config.model.tokenizer is None:
-        raise ValueError("stage 1 needs model.tokenizer (a Hub id or folder, trimmed to the corpus) or model.train_tokenizer")
+        raise ValueError(
+            "stage 1 needs model.tokenizer (a Hub id or folder, trimmed to the corpus) or model.train_tokenizer"
+        )
     tokenizer = from_hub(AutoTokenizer.from_pretrained, config.model.tokenizer, "model.tokenizer", "tokenizer")
     _set_target_language(tokenizer, config.model.target_language)
     if config.model.trim_vocabulary:
@@ -153,10 +169,16 @@ def stage1_model(config: TrainConfig, processor):
         decoder_start_token_id=tokenizer.eos_token_id,
         forced_eos_token_id=tokenizer.eos_token_id,
     )
-    model_config = FlaLlmConfig(text_config=MBartConfig(**light_t).to_dict(), stage="visual_initialing", **config.model.config)
+    model_config = FlaLlmConfig(
+        text_config=MBartConfig(**light_t).to_dict(), stage="visual_initialing", **config.model.config
+    )
     if config.model.vision_model:
-        return from_hub(lambda name: FlaLlmForSignTranslation.from_vision_pretrained(name, config=model_config),
-                        config.model.vision_model, "model.vision_model", "ImageNet backbone")
+        return from_hub(
+            lambda name: FlaLlmForSignTranslation.from_vision_pretrained(name, config=model_config),
+            config.model.vision_model,
+            "model.vision_model",
+            "ImageNet backbone",
+        )
     return FlaLlmForSignTranslation(model_config)
 
 
@@ -166,8 +188,10 @@ def stage1_export(path: str) -> str:
     for candidate in (folder, folder / "best"):
         if (candidate / "config.json").is_file():
             return str(candidate.resolve())
-    raise SystemExit(f"flallm train: --stage1 {path}: neither a stage-1 export (a folder with config.json) nor a stage-1 "
-                     "run directory with best/config.json")
+    raise SystemExit(
+        f"flallm train: --stage1 {path}: neither a stage-1 export (a folder with config.json) nor a stage-1 "
+        "run directory with best/config.json"
+    )
 
 
 def build_stage2(config: TrainConfig, texts: list[str]):
@@ -183,8 +207,10 @@ def build_stage2(config: TrainConfig, texts: list[str]):
     if config.model.stage1 is not None:
         stage1 = str(config.model.stage1)
         if not is_repo_id(stage1) and not (Path(stage1) / "config.json").is_file():
-            raise FileNotFoundError(f"model.stage1={stage1!r} is not a stage-1 export (no config.json there): "
-                                    "train stage 1 first, or pass its run directory with --stage1 DIR")
+            raise FileNotFoundError(
+                f"model.stage1={stage1!r} is not a stage-1 export (no config.json there): "
+                "train stage 1 first, or pass its run directory with --stage1 DIR"
+            )
         logger.info("Stage 2 from the stage-1 export %s", stage1 if is_repo_id(stage1) else Path(stage1).resolve())
     name = config.model.language_model
     if name is None:
@@ -204,15 +230,21 @@ def build_stage2(config: TrainConfig, texts: list[str]):
     overrides = dict(config.model.config)
     freeze = overrides.pop("freeze", "visual_encoder")
     if config.model.stage1 is not None:
-        model = FlaLlmForSignTranslation.from_stage1(config.model.stage1, language_model=language_model, freeze=freeze, **overrides)
+        model = FlaLlmForSignTranslation.from_stage1(
+            config.model.stage1, language_model=language_model, freeze=freeze, **overrides
+        )
         video_processor = FlaLlmVideoProcessor.from_pretrained(config.model.stage1)
         for key, value in config.model.video_processor.items():
             setattr(video_processor, key, value)
     else:
-        model_config = FlaLlmConfig(text_config=language_model.config.to_dict(), stage="llm_fine_tuning", freeze=freeze, **overrides)
+        model_config = FlaLlmConfig(
+            text_config=language_model.config.to_dict(), stage="llm_fine_tuning", freeze=freeze, **overrides
+        )
         model = FlaLlmForSignTranslation(model_config, language_model=language_model)
         if config.model.vision_model:
-            backbone = from_hub(AutoModel.from_pretrained, config.model.vision_model, "model.vision_model", "ImageNet backbone")
+            backbone = from_hub(
+                AutoModel.from_pretrained, config.model.vision_model, "model.vision_model", "ImageNet backbone"
+            )
             model.visual_encoder.backbone.load_state_dict(backbone.state_dict())
         video_processor = _video_processor(config, config.model.config)
     return model, FlaLlmProcessor(video_processor=video_processor, tokenizer=tokenizer)

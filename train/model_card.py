@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from .metrics import SCORE_NAMES
+
 logger = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "model_cards"
@@ -23,58 +25,36 @@ TRAINING_CONFIG_FILE = "training_config.yaml"
 
 STAGE_NAMES = {1: "visual_initialing", 2: "llm_fine_tuning"}
 _STAGE_ALIASES = {
-    "1": 1, "stage1": 1, "visual_initialing": 1, "visual_initializing": 1, "visual_initialization": 1,
-    "2": 2, "stage2": 2, "llm_fine_tuning": 2, "llm_finetuning": 2,
+    "1": 1,
+    "stage1": 1,
+    "visual_initialing": 1,
+    "visual_initializing": 1,
+    "visual_initialization": 1,
+    "2": 2,
+    "stage2": 2,
+    "llm_fine_tuning": 2,
+    "llm_finetuning": 2,
 }
 
-# Per corpus: display name, spoken target language, sign language (ISO 639-3 code for the
-# metadata), licence the weights inherit by default (the corpus' terms), domain and a caveat.
-DATASETS = {
-    "phoenix14t": {
-        "pretty": "RWTH-PHOENIX-Weather-2014T",
-        "language": "de",
-        "spoken_language": "German",
-        "sign_language": "German Sign Language (DGS)",
-        "sign_code": "gsg",
-        "license": "cc-by-nc-sa-3.0",
-        "domain": "TV weather forecasts",
-        "limitations": "PHOENIX-2014T covers only weather forecasts by 9 signers filmed in one TV studio; "
-        "it will not translate other topics, and the licence (CC BY-NC-SA 3.0) forbids commercial use.",
-    },
-    "csl_daily": {
-        "pretty": "CSL-Daily",
-        "language": "zh",
-        "spoken_language": "Chinese",
-        "sign_language": "Chinese Sign Language (CSL)",
-        "sign_code": "csl",
-        "license": "other",
-        "domain": "daily-life conversation",
-        "limitations": "CSL-Daily is released for non-commercial research only, by 10 signers in a lab "
-        "setting; scores are character-level BLEU.",
-    },
-    "how2sign": {
-        "pretty": "How2Sign",
-        "language": "en",
-        "spoken_language": "English",
-        "sign_language": "American Sign Language (ASL)",
-        "sign_code": "ase",
-        "license": "cc-by-nc-4.0",
-        "domain": "instructional videos",
-        "limitations": "How2Sign has a large open vocabulary and few examples per word; translations "
-        "are often only topically related to the signing (BLEU-4 around 10 in the literature).",
-    },
-    "synthetic": {
-        "pretty": "flallm synthetic corpus",
-        "language": "en",
-        "spoken_language": "English",
-        "sign_language": "a synthetic sign language",
-        "sign_code": None,
-        "license": "apache-2.0",
-        "domain": "generated toy sentences",
-        "limitations": "Trained on the embedded synthetic corpus: a demonstration of the pipeline, "
-        "useless on real sign language video.",
-    },
-}
+
+def corpus_facts(name: str | None) -> dict:
+    """What a card says about a corpus `load_sign_dataset` knows (its builder class holds the facts); {} for others."""
+    from data_builders.loading import BUILDERS
+
+    builder = BUILDERS.get(name or "")
+    if builder is None:
+        return {}
+    return {
+        "pretty": builder.PRETTY_NAME,
+        "language": builder.LANGUAGE,
+        "spoken_language": builder.SPOKEN_LANGUAGE,
+        "sign_language": builder.SIGN_LANGUAGE,
+        "sign_code": builder.SIGN_LANGUAGE_CODE,
+        "license": builder.LICENSE,
+        "domain": builder.DOMAIN,
+        "limitations": builder.LIMITATIONS,
+    }
+
 
 # FLa-LLM's test-set results (paper, Table 1/2): what a stage-2 card is compared with.
 PAPER_RESULTS = {
@@ -83,19 +63,16 @@ PAPER_RESULTS = {
     "how2sign": {"rougeL": 27.81, "bleu1": 29.81, "bleu2": 18.99, "bleu3": 13.27, "bleu4": 9.66},
 }
 
-METRICS = (  # record key, model-index type, display name
-    ("bleu1", "bleu", "BLEU-1"),
-    ("bleu2", "bleu", "BLEU-2"),
-    ("bleu3", "bleu", "BLEU-3"),
-    ("bleu4", "bleu", "BLEU-4"),
-    ("rougeL", "rouge", "ROUGE-L"),
-    ("chrf", "chrf", "chrF"),
+METRICS = tuple(  # record key, model-index type, display name
+    (key, "rouge" if key == "rougeL" else "chrf" if key == "chrf" else "bleu", name)
+    for key, name in SCORE_NAMES.items()
 )
 METRICS_NOTE = (
     "BLEU-n: sacrebleu corpus BLEU with n-gram order n (character-level for Chinese). ROUGE-L: "
     "sentence-level LCS F-measure with beta 1.2 averaged over sentences (the MS-COCO/nlg-eval "
     "formula used by earlier SLT papers), computed with rouge-score. chrF: sacrebleu chrF2."
 )
+
 
 @dataclass
 class RunInfo:
@@ -113,7 +90,9 @@ def normalize_stage(value) -> int:
     key = str(value).strip().lower().replace("-", "_").replace(" ", "_")
     key = key.replace("stage_", "stage")
     if key not in _STAGE_ALIASES:
-        raise ValueError(f"stage={value!r} is not a FLa-LLM stage: expected 1, 2, 'visual_initialing' or 'llm_fine_tuning'.")
+        raise ValueError(
+            f"stage={value!r} is not a FLa-LLM stage: expected 1, 2, 'visual_initialing' or 'llm_fine_tuning'."
+        )
     return _STAGE_ALIASES[key]
 
 
@@ -137,7 +116,9 @@ def _evaluation_records(data, source: Path) -> list[dict]:
     elif isinstance(data, dict) and "bleu4" in data:
         records = [data]
     elif isinstance(data, dict):
-        records = [{"split": split, **value} for split, value in data.items() if isinstance(value, dict) and "bleu4" in value]
+        records = [
+            {"split": split, **value} for split, value in data.items() if isinstance(value, dict) and "bleu4" in value
+        ]
     else:
         records = []
     if not records or not all(isinstance(r, dict) and "bleu4" in r for r in records):
@@ -153,7 +134,9 @@ def read_run_dir(model_dir) -> RunInfo:
     model_dir = Path(model_dir)
     config_path = model_dir / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} not found: --model must be a save_pretrained directory of a FLa-LLM stage.")
+        raise FileNotFoundError(
+            f"{config_path} not found: --model must be a save_pretrained directory of a FLa-LLM stage."
+        )
     config = json.loads(config_path.read_text(encoding="utf-8"))
     if config.get("model_type") != "flallm":
         raise ValueError(f"{config_path} has model_type={config.get('model_type')!r}: expected 'flallm'.")
@@ -168,7 +151,7 @@ def read_run_dir(model_dir) -> RunInfo:
     for path in [model_dir / "metrics.json", *sorted(model_dir.glob("metrics_*.json"))]:
         if path.is_file():
             records = _evaluation_records(json.loads(path.read_text(encoding="utf-8")), path)
-            default_split = path.stem[len("metrics_"):] if path.stem.startswith("metrics_") else "test"
+            default_split = path.stem[len("metrics_") :] if path.stem.startswith("metrics_") else "test"
             for record in records:
                 record = {"split": default_split, **record}
                 latest[(record.get("dataset"), record["split"])] = record
@@ -253,8 +236,9 @@ def _human(count: int | None) -> str | None:
     return str(count)
 
 
-def render_model_card(model_dir, repo_id: str | None = None, *, stage=None, dataset=None, language=None,
-                      license=None, base_model=None):
+def render_model_card(
+    model_dir, repo_id: str | None = None, *, stage=None, dataset=None, language=None, license=None, base_model=None
+):
     """The `huggingface_hub.ModelCard` for a run directory, from `model_cards/stage{1,2}.md`."""
     info = read_run_dir(model_dir)
     return render_card(info, repo_id, resolve_stage(info, stage), dataset, language, license, base_model)
@@ -265,33 +249,51 @@ def render_card(info: RunInfo, repo_id, stage: int, dataset, language, license, 
 
     template = TEMPLATE_DIR / f"stage{stage}.md"
     if not template.is_file():
-        raise FileNotFoundError(f"Model card template {template} is missing: reinstall flallm (model_cards/ ships with it).")
+        raise FileNotFoundError(
+            f"Model card template {template} is missing: reinstall flallm (model_cards/ ships with it)."
+        )
     tc, config = info.training_config, info.config
     text_config, vision_config = config.get("text_config") or {}, config.get("vision_config") or {}
 
-    dataset = _dataset_name(dataset or find_key(tc, "dataset", "dataset_name")
-                            or next((r.get("dataset") for r in info.evaluations if r.get("dataset")), None))
-    corpus = DATASETS.get(dataset, {})
-    language = (language or next((r.get("language") for r in info.evaluations if r.get("language")), None)
-                or find_key(tc, "language") or corpus.get("language"))
+    dataset = _dataset_name(
+        dataset
+        or find_key(tc, "dataset", "dataset_name")
+        or next((r.get("dataset") for r in info.evaluations if r.get("dataset")), None)
+    )
+    corpus = corpus_facts(dataset)
+    language = (
+        language
+        or next((r.get("language") for r in info.evaluations if r.get("language")), None)
+        or find_key(tc, "language")
+        or corpus.get("language")
+    )
     license = license or find_key(tc, "license") or corpus.get("license") or "apache-2.0"
     model_name = (repo_id or info.model_dir.resolve().name).split("/")[-1]
 
     base_models = [base_model] if isinstance(base_model, str) else list(base_model or [])
     stage1_model = find_key(tc, "stage1_model", "stage1", "init_from")
-    for value in (stage1_model if stage == 2 else None, find_key(tc, "language_model") if stage == 2 else None,
-                  find_key(tc, "base_model"), find_key(tc, "backbone", "vision_model"),
-                  vision_config.get("_name_or_path"), text_config.get("_name_or_path") if stage == 2 else None):
+    for value in (
+        stage1_model if stage == 2 else None,
+        find_key(tc, "language_model") if stage == 2 else None,
+        find_key(tc, "base_model"),
+        find_key(tc, "backbone", "vision_model"),
+        vision_config.get("_name_or_path"),
+        text_config.get("_name_or_path") if stage == 2 else None,
+    ):
         if is_repo_id(value) and value not in base_models:
             base_models.append(value)
 
     results, eval_results = [], []
     for record in info.evaluations:
         record_dataset = record.get("dataset") or dataset or "unknown"
-        pretty = DATASETS.get(record_dataset, {}).get("pretty", record_dataset)
-        row = {"dataset_pretty": pretty, "split": record.get("split", "test"),
-               "signature": record.get("signature"), "rouge_signature": record.get("rouge_signature"),
-               "chrf_signature": record.get("chrf_signature")}
+        pretty = corpus_facts(record_dataset).get("pretty", record_dataset)
+        row = {
+            "dataset_pretty": pretty,
+            "split": record.get("split", "test"),
+            "signature": record.get("signature"),
+            "rouge_signature": record.get("rouge_signature"),
+            "chrf_signature": record.get("chrf_signature"),
+        }
         for key, metric_type, metric_name in METRICS:
             if record.get(key) is None:
                 row[key] = ""
@@ -299,28 +301,40 @@ def render_card(info: RunInfo, repo_id, stage: int, dataset, language, license, 
             value = round(float(record[key]), 2)
             row[key] = f"{value:.2f}"
             config_text = {"rouge": record.get("rouge_signature"), "chrf": record.get("chrf_signature")}.get(
-                metric_type, record.get("signature"))
-            eval_results.append(EvalResult(
-                task_type="translation", task_name="Sign Language Translation",
-                dataset_type=record_dataset, dataset_name=pretty, dataset_split=row["split"],
-                metric_type=metric_type, metric_name=metric_name, metric_value=value,
-                metric_config=config_text,
-                metric_args={"max_ngram_order": int(key[-1])} if metric_type == "bleu" else None,
-            ))
+                metric_type, record.get("signature")
+            )
+            eval_results.append(
+                EvalResult(
+                    task_type="translation",
+                    task_name="Sign Language Translation",
+                    dataset_type=record_dataset,
+                    dataset_name=pretty,
+                    dataset_split=row["split"],
+                    metric_type=metric_type,
+                    metric_name=metric_name,
+                    metric_value=value,
+                    metric_config=config_text,
+                    metric_args={"max_ngram_order": int(key[-1])} if metric_type == "bleu" else None,
+                )
+            )
         results.append(row)
 
     languages = [language] if language else []
     if corpus.get("sign_code"):
         languages.append(corpus["sign_code"])
-    datasets = sorted({d for d in [dataset, *(r.get("dataset") for r in info.evaluations)]
-                       if d and (d in DATASETS or is_repo_id(d))})
+    datasets = sorted(
+        {
+            d
+            for d in [dataset, *(r.get("dataset") for r in info.evaluations)]
+            if d and (corpus_facts(d) or is_repo_id(d))
+        }
+    )
     card_data = ModelCardData(
         language=languages or None,
         license=license,
         library_name="transformers",
         pipeline_tag="translation",
-        tags=["sign-language-translation", "sign-language", "gloss-free", "video", "flallm",
-              f"flallm-stage-{stage}"],
+        tags=["sign-language-translation", "sign-language", "gloss-free", "video", "flallm", f"flallm-stage-{stage}"],
         datasets=datasets or None,
         base_model=base_models or None,
         metrics=["bleu", "rouge", "chrf"] if eval_results else None,
@@ -353,5 +367,3 @@ def render_card(info: RunInfo, repo_id, stage: int, dataset, language, license, 
         training_config=(info.training_config_text or "").strip() or None,
         training_config_file=TRAINING_CONFIG_FILE,
     )
-
-

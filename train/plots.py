@@ -39,13 +39,33 @@ def plot_study(title: str, rows: list[dict], path: Path, metric: str = "BLEU-4")
         values = row["values"]
         if values:
             mean = statistics.mean(values)
-            axis.bar(index - width / 2, mean, width, yerr=statistics.pstdev(values), capsize=4, color="tab:blue",
-                     label="here (mean +- std over seeds)" if index == 0 else None)
-            axis.scatter([index - width / 2] * len(values), values, color="black", s=10, zorder=3,
-                         label="one seed" if index == 0 else None)
+            axis.bar(
+                index - width / 2,
+                mean,
+                width,
+                yerr=statistics.pstdev(values),
+                capsize=4,
+                color="tab:blue",
+                label="here (mean +- std over seeds)" if index == 0 else None,
+            )
+            axis.scatter(
+                [index - width / 2] * len(values),
+                values,
+                color="black",
+                s=10,
+                zorder=3,
+                label="one seed" if index == 0 else None,
+            )
         if row.get("paper") is not None:
-            axis.bar(index + width / 2, row["paper"], width, fill=False, edgecolor="tab:orange", hatch="//",
-                     label="paper (PHOENIX-2014T)" if index == 0 else None)
+            axis.bar(
+                index + width / 2,
+                row["paper"],
+                width,
+                fill=False,
+                edgecolor="tab:orange",
+                hatch="//",
+                label="paper (PHOENIX-2014T)" if index == 0 else None,
+            )
     axis.set_xticks(range(len(rows)), [row["label"].replace(" (", "\n(") for row in rows], fontsize=8)
     axis.set_ylabel(f"test {metric}")
     axis.set_title(title, fontsize=10)
@@ -64,7 +84,9 @@ def plot_gradient_norms(panels: list[dict], path: Path) -> Path:
     """
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False, sharey=True)
-    modules = [key for key in dict.fromkeys(k for panel in panels for r in panel["records"] for k in r) if key != "step"]
+    modules = [
+        key for key in dict.fromkeys(k for panel in panels for r in panel["records"] for k in r) if key != "step"
+    ]
     colors = {module: f"C{index % 10}" for index, module in enumerate(modules)}  # one colour per module in every panel
     for axis, panel in zip(axes[0], panels):
         records = panel["records"]

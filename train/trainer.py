@@ -41,7 +41,7 @@ from .checkpointing import TrainerState
 from .config import TrainConfig, load_config
 from .diagnostics import encoder_output_spread, module_grad_norms
 from .model_building import build_model, stage1_export
-from .optimizer import build_optimizer
+from .optimizer import build_optimizer, build_scheduler
 from .sampling import EpochShuffleSampler, SeededCollator, seed_of, sign_collator
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,10 @@ def sync_batchnorm_statistics(accelerator, model) -> None:
     """
     from accelerate.utils import DistributedType
 
-    if accelerator.num_processes == 1 or accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+    if accelerator.num_processes == 1 or accelerator.distributed_type in (
+        DistributedType.FSDP,
+        DistributedType.DEEPSPEED,
+    ):
         return
     for module in accelerator.unwrap_model(model).modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
@@ -93,17 +96,27 @@ def sync_batchnorm_statistics(accelerator, model) -> None:
                 buffer.copy_(accelerator.reduce(buffer.detach().clone(), reduction="mean"))
 
 
-def evaluate(accelerator, model, processor, dataset, config: TrainConfig, split: str, state: TrainerState,
-             run_dir: Path) -> dict:
+def evaluate(
+    accelerator, model, processor, dataset, config: TrainConfig, split: str, state: TrainerState, run_dir: Path
+) -> dict:
     """Translate and score a split with `train.evaluation.evaluate_model` (each process a shard, all get the
     record) and write its predictions to the run directory."""
     from .evaluation import evaluate_model
 
     with _full_parameters(accelerator, model):
         scores, predictions = evaluate_model(
-            model, processor, dataset, language=config.data.language, batch_size=config.evaluation.batch_size,
-            num_workers=config.data.num_workers, accelerator=accelerator,
-            generate_kwargs={"num_beams": config.evaluation.num_beams, "max_new_tokens": config.evaluation.max_new_tokens})
+            model,
+            processor,
+            dataset,
+            language=config.data.language,
+            batch_size=config.evaluation.batch_size,
+            num_workers=config.data.num_workers,
+            accelerator=accelerator,
+            generate_kwargs={
+                "num_beams": config.evaluation.num_beams,
+                "max_new_tokens": config.evaluation.max_new_tokens,
+            },
+        )
     record = {"dataset": config.data.dataset, "split": split, **scores, "step": state.global_step, "epoch": state.epoch}
     if split == "validation":
         record["encoder_output_spread"] = _encoder_output_spread(accelerator, model, processor, dataset, config)
@@ -116,9 +129,17 @@ def evaluate(accelerator, model, processor, dataset, config: TrainConfig, split:
         with open(path, "w", encoding="utf-8") as handle:
             for prediction in predictions:
                 handle.write(json.dumps(prediction, ensure_ascii=False) + "\n")
-        logger.info("%s at step %d: %s", split, state.global_step,
-                    ", ".join(f"{key} {record[key]:.2f}" for key in ("bleu1", "bleu4", "rougeL") if key in record)
-                    + (f", encoder output spread {record['encoder_output_spread']:.3g}" if "encoder_output_spread" in record else ""))
+        logger.info(
+            "%s at step %d: %s",
+            split,
+            state.global_step,
+            ", ".join(f"{key} {record[key]:.2f}" for key in ("bleu1", "bleu4", "rougeL") if key in record)
+            + (
+                f", encoder output spread {record['encoder_output_spread']:.3g}"
+                if "encoder_output_spread" in record
+                else ""
+            ),
+        )
     return record
 
 
@@ -173,7 +194,11 @@ def _trackers(report_to):
     import importlib.util
 
     if report_to == "auto":
-        return ["tensorboard"] if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX") else None
+        return (
+            ["tensorboard"]
+            if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
+            else None
+        )
     if report_to in ("none", None, []):
         return None
     return report_to
@@ -190,8 +215,10 @@ def _resume_checkpoint(config: TrainConfig, checkpoint_dir: Path) -> Path | None
         return latest
     if resume is False:
         if latest is not None:
-            raise ValueError(f"{checkpoint_dir} already holds checkpoints (latest {latest.name}) and resume is off: "
-                             "pass --resume to continue that run, or choose another output_dir")
+            raise ValueError(
+                f"{checkpoint_dir} already holds checkpoints (latest {latest.name}) and resume is off: "
+                "pass --resume to continue that run, or choose another output_dir"
+            )
         return None
     path = Path(resume)
     checkpointing.read_state(path)  # raises when it is not a complete checkpoint
@@ -206,8 +233,11 @@ def _warn_about_changes(previous_path: Path, config: TrainConfig) -> None:
         return
     before = _flat(yaml.safe_load(previous_path.read_text(encoding="utf-8")) or {})
     after = _flat(config.to_dict())
-    changed = [f"{key}: {before.get(key)!r} -> {after.get(key)!r}" for key in sorted(set(before) | set(after))
-               if before.get(key) != after.get(key) and key != "checkpointing.resume"]
+    changed = [
+        f"{key}: {before.get(key)!r} -> {after.get(key)!r}"
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key) and key != "checkpointing.resume"
+    ]
     if changed:
         logger.warning("Resuming with a changed config: %s", "; ".join(changed))
 
@@ -231,21 +261,29 @@ def _load_splits(config: TrainConfig, datasets):
     if datasets is None:
         from data_builders import load_sign_dataset
 
-        datasets = load_sign_dataset(config.data.dataset, config.data.data_dir, cache_dir=config.data.cache_dir,
-                                     **config.data.options)
+        datasets = load_sign_dataset(
+            config.data.dataset, config.data.data_dir, cache_dir=config.data.cache_dir, **config.data.options
+        )
     splits = {}
-    for role, name in (("train", config.data.train_split), ("validation", config.data.validation_split),
-                       ("test", config.data.test_split)):
+    for role, name in (
+        ("train", config.data.train_split),
+        ("validation", config.data.validation_split),
+        ("test", config.data.test_split),
+    ):
         if name is None:
             splits[role] = None
             continue
         if name not in datasets:
-            raise ValueError(f"data.{role}_split={name!r} is not a split of {config.data.dataset} (it has {list(datasets)})")
+            raise ValueError(
+                f"data.{role}_split={name!r} is not a split of {config.data.dataset} (it has {list(datasets)})"
+            )
         if len(datasets[name]) == 0:
             source = config.data.data_dir or config.data.dataset
             hint = "" if role == "train" else f" (data.{role}_split: null skips it)"
-            raise ValueError(f"the {name!r} split of {source} has no examples: nothing to "
-                             f"{'train on' if role == 'train' else 'evaluate'}{hint}")
+            raise ValueError(
+                f"the {name!r} split of {source} has no examples: nothing to "
+                f"{'train on' if role == 'train' else 'evaluate'}{hint}"
+            )
         limit = config.data.max_train_samples if role == "train" else config.data.max_eval_samples
         splits[role] = _select(datasets[name], limit)
     return splits
@@ -257,19 +295,114 @@ def _load_splits(config: TrainConfig, datasets):
 
 def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
     """Run one training stage as `config` says; see the module docstring and docs/training.md for the config schema."""
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
+    from accelerate.utils import set_seed
     from tqdm.auto import tqdm
-    from transformers import get_scheduler
 
+    config = resolve_config(config)
+    with run_directory(config) as (accelerator, resume_from):
+        set_seed(config.seed)
+
+        # 1. Data, model, processor, optimizer and schedule
+        splits = _load_splits(config, datasets)
+        texts, init_dir = list(splits["train"]["text"]), Path(config.output_dir) / "init"
+        model, processor = build_model(config, texts, init_dir, resume_from is not None, accelerator)
+        use_cache = _use_feature_cache(config, model)
+        batches_per_epoch, total_steps = training_length(config.training, len(splits["train"]), accelerator)
+        optimizer = build_optimizer(model, config, accelerator.device)
+        scheduler = build_scheduler(optimizer, config.scheduler, total_steps, accelerator.num_processes)
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+        run = StageRun(accelerator, model, processor, optimizer, scheduler, config, splits["validation"])
+        state = resume_state(accelerator, config, resume_from)
+
+        # 2. Training batches: augmented videos, or (stage 2) features of the frozen encoder, computed once
+        train_loader, sampler, collate = training_batches(
+            accelerator, model, processor, splits["train"], config, use_cache
+        )
+        accelerator.init_trackers(config.logging.project_name, config=_flat(config.to_dict()))
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        last_eval_step = state.history[-1]["step"] if state.history else None
+        accumulation, log_every = config.training.gradient_accumulation_steps, config.training.log_every_steps
+
+        # 3. The loop
+        progress = tqdm(
+            total=total_steps,
+            initial=state.global_step,
+            desc=f"stage {config.stage}",
+            unit="step",
+            disable=not accelerator.is_local_main_process,
+        )
+        window = LogWindow()
+        with progress:
+            while state.epoch < config.training.epochs and state.global_step < total_steps:
+                epoch = state.epoch
+                # Accelerate's loader re-sets its sampler's epoch from its own counter at every pass: keep them equal.
+                for seeded in (train_loader, sampler, collate):
+                    seeded.set_epoch(epoch)
+                loader = (
+                    accelerator.skip_first_batches(train_loader, state.batches_in_epoch)
+                    if state.batches_in_epoch  # a resumed epoch
+                    else train_loader
+                )
+                model.train()
+                for batch in loader:
+                    torch.manual_seed(
+                        seed_of(config.seed, "step", epoch, state.batches_in_epoch, accelerator.process_index)
+                    )
+                    losses = training_step(run, trainable, batch, state)
+                    state.batches_in_epoch += 1
+                    window.add(losses, batch, state, accelerator.num_processes, accumulation)
+                    if not accelerator.sync_gradients:
+                        continue
+                    state.global_step += 1
+                    progress.update(1)
+                    if _every(log_every, state.global_step) or state.global_step == total_steps:
+                        steps = (state.global_step - 1) % log_every + 1  # optimizer steps in the window
+                        log_training(
+                            run, progress, state, window.logs(steps, epoch + state.batches_in_epoch / batches_per_epoch)
+                        )
+                        window = LogWindow()
+                    if _every(config.evaluation.every_steps, state.global_step):
+                        last_eval_step = run.validate_and_export(state)
+                    mid_epoch = state.batches_in_epoch < batches_per_epoch  # the epoch's end saves below
+                    if _every(config.checkpointing.every_steps, state.global_step) and mid_epoch:
+                        run.save_checkpoint(state)
+                    if state.global_step >= total_steps:
+                        break
+                if state.batches_in_epoch >= batches_per_epoch:
+                    state.epoch, state.batches_in_epoch = epoch + 1, 0
+                    if _every(config.evaluation.every_epochs, state.epoch) and last_eval_step != state.global_step:
+                        last_eval_step = run.validate_and_export(state)
+                run.save_checkpoint(state)
+
+        # 4. Final model: validated (unless just done), exported, tested, pushed
+        return finish(run, state, splits, last_eval_step)
+
+
+# ------------------------------------------------------------------------------------------------
+# The pieces of train(), in the order it uses them
+
+
+def resolve_config(config: TrainConfig | dict | str) -> TrainConfig:
+    """A config (object, dict or YAML path) with the stage's defaults filled in and its two directories checked."""
     if not isinstance(config, TrainConfig):
         config = load_config(config)
     config = config.resolved()
-    output_dir = Path(config.output_dir)
-    checkpoint_dir = output_dir / "checkpoints"
-    for key, path in (("output_dir", output_dir), ("export_dir", Path(config.export_dir))):
+    for key, path in (("output_dir", Path(config.output_dir)), ("export_dir", Path(config.export_dir))):
         if path.exists() and not path.is_dir():
             raise ValueError(f"{key} {path} is a file: expected a directory (or a path that does not exist yet)")
+    return config
+
+
+@contextlib.contextmanager
+def run_directory(config: TrainConfig):
+    """Yields (accelerator, checkpoint to resume from or None) while this process holds the run directory: one run
+    per output directory (a second one stops, naming the first), its log in train.log, its config in
+    training_config.yaml. Whatever way the run ends, the lock, the log file and Accelerate's global state go."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    output_dir = Path(config.output_dir)
+    checkpoint_dir = output_dir / "checkpoints"
     accelerator = Accelerator(
         cpu=not _has_accelerator_device(),  # several CPU processes (gloo) only form a group with cpu=True
         gradient_accumulation_steps=config.training.gradient_accumulation_steps,
@@ -277,157 +410,165 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
         log_with=_trackers(config.logging.report_to),
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "runs")),
     )
-    log_handler = progress = None
-    run_lock = contextlib.ExitStack()
-    if accelerator.is_main_process:  # one run per output directory: a second one stops here, naming the first
-        run_lock.enter_context(directory_lock(output_dir, f"flallm train (stage {config.stage}, config {config.output_dir})"))
-        output_dir.mkdir(parents=True, exist_ok=True)
-        checkpointing.remove_incomplete(checkpoint_dir)
-        log_handler = _attach_log_file(output_dir / "train.log")
-    accelerator.wait_for_everyone()
-    try:
+    with contextlib.ExitStack() as cleanup:
+        if accelerator.is_main_process:
+            cleanup.enter_context(
+                directory_lock(output_dir, f"flallm train (stage {config.stage}, config {config.output_dir})")
+            )
+            output_dir.mkdir(parents=True, exist_ok=True)
+            checkpointing.remove_incomplete(checkpoint_dir)
+            cleanup.enter_context(_log_file(output_dir / "train.log"))
+        accelerator.wait_for_everyone()
+        cleanup.callback(_release_accelerate_state)
+        cleanup.callback(accelerator.end_training)
         resume_from = _resume_checkpoint(config, checkpoint_dir)
         if accelerator.is_main_process:
             if resume_from is not None:
                 _warn_about_changes(output_dir / "training_config.yaml", config)
             checkpointing.write_text_atomic(output_dir / "training_config.yaml", config.to_yaml())
-        logger.info("Stage %d on %s (%d process(es), mixed precision %s), output %s", config.stage, accelerator.device,
-                    accelerator.num_processes, accelerator.mixed_precision, output_dir)
-        set_seed(config.seed)
+        logger.info(
+            "Stage %d on %s (%d process(es), mixed precision %s), output %s",
+            config.stage,
+            accelerator.device,
+            accelerator.num_processes,
+            accelerator.mixed_precision,
+            output_dir,
+        )
+        yield accelerator, resume_from
 
-        # 1. Data, model, processor --------------------------------------------------------------
-        splits = _load_splits(config, datasets)
-        model, processor = build_model(config, list(splits["train"]["text"]), output_dir / "init",
-                                       resume=resume_from is not None, accelerator=accelerator)
-        use_cache = config.feature_cache.enabled and model.config.freeze == "visual_encoder"
-        if config.feature_cache.enabled and not use_cache:
-            logger.warning("feature_cache.enabled ignored: the visual encoder is not frozen (freeze=%s)", model.config.freeze)
 
-        # 2. Optimizer and learning-rate schedule (lengths in optimizer steps of one process) -----------
-        batch_size = config.training.batch_size
-        accumulation = config.training.gradient_accumulation_steps
-        batches_per_epoch = math.ceil(math.ceil(len(splits["train"]) / batch_size) / accelerator.num_processes)
-        steps_per_epoch = math.ceil(batches_per_epoch / accumulation)
-        total_steps = steps_per_epoch * config.training.epochs
-        if config.training.max_steps:
-            total_steps = min(total_steps, config.training.max_steps)
-        warmup = config.scheduler.warmup_steps or int(config.scheduler.warmup_ratio * total_steps)
-        optimizer = build_optimizer(model, config, accelerator.device)
-        # Accelerate steps a prepared scheduler once per process per optimizer step.
-        scheduler = get_scheduler(config.scheduler.name, optimizer, num_warmup_steps=warmup * accelerator.num_processes,
-                                  num_training_steps=total_steps * accelerator.num_processes)
-        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+def _use_feature_cache(config: TrainConfig, model) -> bool:
+    """Stage 2 trains on cached encoder features when asked and the encoder is frozen."""
+    use_cache = config.feature_cache.enabled and model.config.freeze == "visual_encoder"
+    if config.feature_cache.enabled and not use_cache:
+        logger.warning(
+            "feature_cache.enabled ignored: the visual encoder is not frozen (freeze=%s)", model.config.freeze
+        )
+    return use_cache
 
-        # 3. Resume ---------------------------------------------------------------------------------
-        state = TrainerState()
-        if resume_from is not None:
-            state = checkpointing.load_checkpoint(accelerator, resume_from)
-            if state.best_step is not None and not (Path(config.export_dir) / "config.json").is_file():
-                logger.warning("The best model of this run (step %d) is missing from %s: the next evaluation exports again",
-                               state.best_step, config.export_dir)
-                state.best_metric = state.best_step = None
 
-        # 4. Training batches: augmented videos, or (stage 2) features of the frozen encoder, computed once ---
-        dev_rows = splits["validation"]
-        train_loader, sampler, collate = training_batches(accelerator, model, processor, splits["train"], config, use_cache)
+def training_length(training, num_examples: int, accelerator) -> tuple[int, int]:
+    """(batches per epoch, total optimizer steps) of one process, from the `training` section."""
+    batches_per_epoch = math.ceil(math.ceil(num_examples / training.batch_size) / accelerator.num_processes)
+    total_steps = math.ceil(batches_per_epoch / training.gradient_accumulation_steps) * training.epochs
+    if training.max_steps:
+        total_steps = min(total_steps, training.max_steps)
+    return batches_per_epoch, total_steps
 
-        accelerator.init_trackers(config.logging.project_name, config=_flat(config.to_dict()))
-        progress = tqdm(total=total_steps, initial=state.global_step, desc=f"stage {config.stage}", unit="step",
-                        disable=not accelerator.is_local_main_process)
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        last_eval_step = state.history[-1]["step"] if state.history else None
 
-        def validate_and_export():
-            """Dev evaluation; a new best dev score is exported right away."""
-            nonlocal last_eval_step
-            last_eval_step = state.global_step
-            sync_batchnorm_statistics(accelerator, model)
-            if dev_rows is None:
-                return
-            record = evaluate(accelerator, model, processor, dev_rows, config, "validation", state, output_dir)
-            state.history.append(record)
-            accelerator.log({f"validation/{k}": v for k, v in record.items() if isinstance(v, (int, float))}, step=state.global_step)
-            if accelerator.is_main_process:
-                draw_curves(output_dir, state.history, config.evaluation.metric)
-            score = record[config.evaluation.metric]
-            if state.best_metric is None or score > state.best_metric:
-                state.best_metric, state.best_step = score, state.global_step
-                export(accelerator, model, processor, config, {"validation": record})
+def resume_state(accelerator, config: TrainConfig, resume_from: Path | None) -> TrainerState:
+    """The trainer state (step, epoch, best score, history) of the checkpoint, or a fresh one."""
+    if resume_from is None:
+        return TrainerState()
+    state = checkpointing.load_checkpoint(accelerator, resume_from)
+    if state.best_step is not None and not (Path(config.export_dir) / "config.json").is_file():
+        logger.warning(
+            "The best model of this run (step %d) is missing from %s: the next evaluation exports again",
+            state.best_step,
+            config.export_dir,
+        )
+        state.best_metric = state.best_step = None
+    return state
 
-        # 5. The loop ------------------------------------------------------------------------------
-        window_loss, window_frames, window_start = 0.0, 0, time.perf_counter()
-        while state.epoch < config.training.epochs and state.global_step < total_steps:
-            epoch = state.epoch
-            # Accelerate's loader re-sets its sampler's epoch from its own counter at every pass: keep them equal.
-            train_loader.set_epoch(epoch)
-            sampler.set_epoch(epoch)
-            collate.set_epoch(epoch)
-            loader = accelerator.skip_first_batches(train_loader, state.batches_in_epoch) if state.batches_in_epoch else train_loader
-            model.train()
-            for batch in loader:
-                torch.manual_seed(seed_of(config.seed, "step", epoch, state.batches_in_epoch, accelerator.process_index))
-                losses = training_step(accelerator, model, optimizer, scheduler, trainable, batch, config, state, output_dir)
-                state.batches_in_epoch += 1
-                window_loss += losses.mean().item() / accumulation
-                state.loss_sum += losses.mean().item()
-                state.loss_count += 1
-                mask = batch["visual_mask"] if "visual_mask" in batch else batch["pixel_mask"]
-                window_frames += int(mask.sum()) * accelerator.num_processes
-                if not accelerator.sync_gradients:
-                    continue
-                state.global_step += 1
-                progress.update(1)
-                if state.global_step % config.training.log_every_steps == 0 or state.global_step == total_steps:
-                    steps = (state.global_step - 1) % config.training.log_every_steps + 1
-                    log_training(accelerator, optimizer, progress, output_dir, state, {
-                        "train/loss": window_loss / steps,
-                        "train/frames_per_second": window_frames / (time.perf_counter() - window_start),
-                        "train/epoch": epoch + state.batches_in_epoch / batches_per_epoch})
-                    window_loss, window_frames, window_start = 0.0, 0, time.perf_counter()
-                every = config.evaluation.every_steps
-                if every and state.global_step % every == 0:
-                    validate_and_export()
-                every = config.checkpointing.every_steps
-                if every and state.global_step % every == 0 and state.batches_in_epoch < batches_per_epoch:
-                    sync_batchnorm_statistics(accelerator, model)
-                    checkpointing.save_checkpoint(accelerator, checkpoint_dir, state, config.checkpointing.keep_last)
-                if state.global_step >= total_steps:
-                    break
-            if state.batches_in_epoch >= batches_per_epoch:
-                state.epoch, state.batches_in_epoch = epoch + 1, 0
-                every = config.evaluation.every_epochs
-                if every and state.epoch % every == 0 and last_eval_step != state.global_step:
-                    validate_and_export()
-            sync_batchnorm_statistics(accelerator, model)
-            checkpointing.save_checkpoint(accelerator, checkpoint_dir, state, config.checkpointing.keep_last)
-        progress.close()
 
-        # 6. Final model: validated (unless just done), exported, tested, pushed ------------------------
-        if last_eval_step != state.global_step:
-            validate_and_export()
-            checkpointing.save_checkpoint(accelerator, checkpoint_dir, state, config.checkpointing.keep_last)
-        if dev_rows is None:
-            sync_batchnorm_statistics(accelerator, model)
-            export(accelerator, model, processor, config, {})
-        metrics = _final_metrics(accelerator, config, splits, state, output_dir)
-        if accelerator.is_main_process and config.hub.push_to_hub:
-            from .hub import push_stage_to_hub
+def _every(interval: int | None, count: int) -> bool:
+    return bool(interval) and count % interval == 0
 
-            info = push_stage_to_hub(config.export_dir, config.hub.push_to_hub, private=config.hub.private)
-            logger.info("Pushed %s to %s", config.export_dir, info.commit_url)
-        accelerator.wait_for_everyone()
-        return TrainResult(output_dir=output_dir, export_dir=Path(config.export_dir), metrics=metrics,
-                           best_metric=state.best_metric, best_step=state.best_step, global_step=state.global_step,
-                           history=state.history)
-    finally:
-        if progress is not None:
-            progress.close()
-        accelerator.end_training()
-        _release_accelerate_state()
-        if log_handler is not None:
-            logging.getLogger().removeHandler(log_handler)
-            log_handler.close()
-        run_lock.close()
+
+@dataclass
+class StageRun:
+    """What the loop's steps share: the prepared model, processor, optimizer and schedule of one stage."""
+
+    accelerator: object
+    model: torch.nn.Module
+    processor: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    config: TrainConfig
+    dev_rows: object  # the validation split, or None
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.config.output_dir)
+
+    def validate_and_export(self, state: TrainerState) -> int:
+        """Dev evaluation; a new best dev score is exported right away. Returns the step it evaluated."""
+        accelerator, config = self.accelerator, self.config
+        sync_batchnorm_statistics(accelerator, self.model)
+        if self.dev_rows is None:
+            return state.global_step
+        record = evaluate(
+            accelerator, self.model, self.processor, self.dev_rows, config, "validation", state, self.output_dir
+        )
+        state.history.append(record)
+        accelerator.log(
+            {f"validation/{k}": v for k, v in record.items() if isinstance(v, (int, float))}, step=state.global_step
+        )
+        if accelerator.is_main_process:
+            draw_curves(self.output_dir, state.history, config.evaluation.metric)
+        score = record[config.evaluation.metric]
+        if state.best_metric is None or score > state.best_metric:
+            state.best_metric, state.best_step = score, state.global_step
+            export(accelerator, self.model, self.processor, config, {"validation": record})
+        return state.global_step
+
+    def save_checkpoint(self, state: TrainerState) -> None:
+        sync_batchnorm_statistics(self.accelerator, self.model)
+        checkpointing.save_checkpoint(
+            self.accelerator, self.output_dir / "checkpoints", state, self.config.checkpointing.keep_last
+        )
+
+
+@dataclass
+class LogWindow:
+    """Loss and frames since the last logging step (the running loss of the whole run is in the state)."""
+
+    loss: float = 0.0  # summed over optimizer steps
+    frames: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+    def add(self, losses: torch.Tensor, batch, state: TrainerState, num_processes: int, accumulation: int) -> None:
+        loss = losses.mean().item()
+        self.loss += loss / accumulation
+        state.loss_sum += loss
+        state.loss_count += 1
+        mask = batch["visual_mask"] if "visual_mask" in batch else batch["pixel_mask"]
+        self.frames += int(mask.sum()) * num_processes
+
+    def logs(self, steps: int, epoch: float) -> dict:
+        return {
+            "train/loss": self.loss / steps,
+            "train/frames_per_second": self.frames / (time.perf_counter() - self.start),
+            "train/epoch": epoch,
+        }
+
+
+def finish(run: StageRun, state: TrainerState, splits: dict, last_eval_step: int | None) -> TrainResult:
+    """After the loop: the last model validated (unless just done) and exported if best, the exported model scored
+    on the test split, and pushed to the Hub when the config says so."""
+    accelerator, config = run.accelerator, run.config
+    if last_eval_step != state.global_step:
+        run.validate_and_export(state)
+        run.save_checkpoint(state)
+    if run.dev_rows is None:
+        sync_batchnorm_statistics(accelerator, run.model)
+        export(accelerator, run.model, run.processor, config, {})
+    metrics = _final_metrics(accelerator, config, splits, state, run.output_dir)
+    if accelerator.is_main_process and config.hub.push_to_hub:
+        from .hub import push_stage_to_hub
+
+        info = push_stage_to_hub(config.export_dir, config.hub.push_to_hub, private=config.hub.private)
+        logger.info("Pushed %s to %s", config.export_dir, info.commit_url)
+    accelerator.wait_for_everyone()
+    return TrainResult(
+        output_dir=run.output_dir,
+        export_dir=Path(config.export_dir),
+        metrics=metrics,
+        best_metric=state.best_metric,
+        best_step=state.best_step,
+        global_step=state.global_step,
+        history=state.history,
+    )
 
 
 def training_batches(accelerator, model, processor, rows, config: TrainConfig, use_cache: bool):
@@ -437,24 +578,46 @@ def training_batches(accelerator, model, processor, rows, config: TrainConfig, u
     from .feature_cache import FeatureCollator, default_cache_dir, load_or_compute
 
     if use_cache:
-        rows = load_or_compute(accelerator.unwrap_model(model), processor.video_processor, rows, "train",
-                               sign_collator(processor, training=False, config=config),
-                               config.feature_cache.dir or default_cache_dir(), config.feature_cache.batch_size,
-                               accelerator.device, accelerator, config.data.num_workers)
+        rows = load_or_compute(
+            accelerator.unwrap_model(model),
+            processor.video_processor,
+            rows,
+            "train",
+            sign_collator(processor, training=False, config=config),
+            config.feature_cache.dir or default_cache_dir(),
+            config.feature_cache.batch_size,
+            accelerator.device,
+            accelerator,
+            config.data.num_workers,
+        )
         train_collate = FeatureCollator(processor, config.data.max_target_length)
     else:
         train_collate = sign_collator(processor, training=True, config=config)
     sampler = EpochShuffleSampler(len(rows), config.seed)
     collate = SeededCollator(train_collate, config.seed)
-    loader = accelerator.prepare(DataLoader(rows, batch_size=config.training.batch_size, sampler=sampler, collate_fn=collate,
-                                            num_workers=config.data.num_workers, pin_memory=accelerator.device.type == "cuda"))
+    loader = accelerator.prepare(
+        DataLoader(
+            rows,
+            batch_size=config.training.batch_size,
+            sampler=sampler,
+            collate_fn=collate,
+            num_workers=config.data.num_workers,
+            pin_memory=accelerator.device.type == "cuda",
+        )
+    )
     return loader, sampler, collate
 
 
-def training_step(accelerator, model, optimizer, scheduler, trainable, batch, config: TrainConfig, state: TrainerState,
-                  output_dir: Path) -> torch.Tensor:
+def training_step(run: StageRun, trainable: list, batch, state: TrainerState) -> torch.Tensor:
     """Forward, backward and (at the end of an accumulation window) the optimizer step of one batch; returns the
     loss of every process. A NaN/inf loss or gradient norm stops training before the weights change."""
+    accelerator, model, optimizer, config, output_dir = (
+        run.accelerator,
+        run.model,
+        run.optimizer,
+        run.config,
+        run.output_dir,
+    )
     checkpoint_dir = output_dir / "checkpoints"
     with accelerator.accumulate(model):
         loss = model(**batch).loss
@@ -473,21 +636,23 @@ def training_step(accelerator, model, optimizer, scheduler, trainable, batch, co
         elif accelerator.sync_gradients and config.training.max_grad_norm:
             accelerator.clip_grad_norm_(trainable, config.training.max_grad_norm)  # fp16: the scaler skips inf steps
         optimizer.step()
-        scheduler.step()
+        run.scheduler.step()
         optimizer.zero_grad()
     return losses
 
 
-def log_training(accelerator, optimizer, progress, output_dir: Path, state: TrainerState, logs: dict) -> None:
+def log_training(run: StageRun, progress, state: TrainerState, logs: dict) -> None:
     """A logging step: the trackers (with each parameter group's rate), train_log.jsonl and the progress bar."""
+    accelerator, optimizer, output_dir = run.accelerator, run.optimizer, run.output_dir
     logs = {**logs, **{f"train/lr_{group['name']}": group["lr"] for group in optimizer.param_groups}}
     accelerator.log(logs, step=state.global_step)
     lr = optimizer.param_groups[-1]["lr"]
     if accelerator.is_main_process:
         with open(output_dir / "train_log.jsonl", "a", encoding="utf-8") as file:
             file.write(json.dumps({"step": state.global_step, "loss": logs["train/loss"], "lr": lr}) + "\n")
-    progress.set_postfix(refresh=False, loss=f"{logs['train/loss']:.3f}", lr=f"{lr:.2e}",
-                         fps=f"{logs['train/frames_per_second']:.0f}")
+    progress.set_postfix(
+        refresh=False, loss=f"{logs['train/loss']:.3f}", lr=f"{lr:.2e}", fps=f"{logs['train/frames_per_second']:.0f}"
+    )
     logger.debug("step %d %s", state.global_step, logs)
 
 
@@ -530,8 +695,9 @@ def _release_accelerate_state() -> None:
     GradientState._reset_state()
 
 
-def _attach_log_file(path: Path) -> logging.Handler:
-    """Everything logged during the run also goes to `path`; our packages log at INFO at least."""
+@contextlib.contextmanager
+def _log_file(path: Path):
+    """Everything logged while inside also goes to `path`; our packages log at INFO at least."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
@@ -539,15 +705,24 @@ def _attach_log_file(path: Path) -> logging.Handler:
         package_logger = logging.getLogger(name)
         if package_logger.level == logging.NOTSET:
             package_logger.setLevel(logging.INFO)
-    return handler
+    try:
+        yield handler
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
 
 
 def _nonfinite_message(what: str, values, state: TrainerState, checkpoint_dir: Path) -> str:
     latest = checkpointing.latest_checkpoint(checkpoint_dir)
-    where = f"the last good checkpoint is {latest} (resume with --resume, e.g. with a lower optimizer.lr or training.max_grad_norm)" \
-        if latest else "no checkpoint was written yet"
-    return (f"{what} is not finite ({values.flatten().tolist()}) at epoch {state.epoch}, batch {state.batches_in_epoch} "
-            f"of the epoch, optimizer step {state.global_step}: training stopped before updating the weights; {where}.")
+    where = (
+        f"the last good checkpoint is {latest} (resume with --resume, e.g. with a lower optimizer.lr or training.max_grad_norm)"
+        if latest
+        else "no checkpoint was written yet"
+    )
+    return (
+        f"{what} is not finite ({values.flatten().tolist()}) at epoch {state.epoch}, batch {state.batches_in_epoch} "
+        f"of the epoch, optimizer step {state.global_step}: training stopped before updating the weights; {where}."
+    )
 
 
 def _final_metrics(accelerator, config: TrainConfig, splits, state: TrainerState, output_dir: Path) -> dict:
@@ -561,13 +736,21 @@ def _final_metrics(accelerator, config: TrainConfig, splits, state: TrainerState
         processor = FlaLlmProcessor.from_pretrained(export_dir)
         metrics["test"] = evaluate(accelerator, best, processor, splits["test"], config, "test", state, output_dir)
         # The record describes the exported model, not where training stopped.
-        metrics["test"].update({key: metrics.get("validation", {}).get(key, metrics["test"][key]) for key in ("step", "epoch")})
+        metrics["test"].update(
+            {key: metrics.get("validation", {}).get(key, metrics["test"][key]) for key in ("step", "epoch")}
+        )
         del best
     if accelerator.is_main_process:
         text = json.dumps(metrics, indent=2, ensure_ascii=False)
         checkpointing.write_text_atomic(export_dir / "metrics.json", text)
-        summary = {**metrics, "best_step": state.best_step, "best_metric": state.best_metric,
-                   "metric": config.evaluation.metric, "global_step": state.global_step, "history": state.history}
+        summary = {
+            **metrics,
+            "best_step": state.best_step,
+            "best_metric": state.best_metric,
+            "metric": config.evaluation.metric,
+            "global_step": state.global_step,
+            "history": state.history,
+        }
         checkpointing.write_text_atomic(output_dir / "metrics.json", json.dumps(summary, indent=2, ensure_ascii=False))
     accelerator.wait_for_everyone()
     return metrics
@@ -579,16 +762,33 @@ def _final_metrics(accelerator, config: TrainConfig, splits, state: TrainerState
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML training config (see train/configs/).")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="Config overrides with dotted keys and YAML values, e.g. optimizer.lr=0.01 training.epochs=3.")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="Config overrides with dotted keys and YAML values, e.g. optimizer.lr=0.01 training.epochs=3.",
+    )
     parser.add_argument("--output-dir", help="Run directory (same as output_dir=...).")
-    parser.add_argument("--stage1", metavar="DIR",
-                        help="Stage 2: the stage-1 run directory (its best/ export) or an export (same as model.stage1=...).")
+    parser.add_argument(
+        "--stage1",
+        metavar="DIR",
+        help="Stage 2: the stage-1 run directory (its best/ export) or an export (same as model.stage1=...).",
+    )
     resume = parser.add_mutually_exclusive_group()
-    resume.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
-                        help="Continue from the latest checkpoint of the run (or from CHECKPOINT); fail if there is none.")
-    resume.add_argument("--no-resume", action="store_true", help="Start fresh; fail if the run already has checkpoints.")
-    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="Push the exported best model to this Hub repo at the end.")
+    resume.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="CHECKPOINT",
+        help="Continue from the latest checkpoint of the run (or from CHECKPOINT); fail if there is none.",
+    )
+    resume.add_argument(
+        "--no-resume", action="store_true", help="Start fresh; fail if the run already has checkpoints."
+    )
+    parser.add_argument(
+        "--push-to-hub", metavar="REPO_ID", help="Push the exported best model to this Hub repo at the end."
+    )
     parser.add_argument("--print-config", action="store_true", help="Print the resolved config and exit.")
 
 
@@ -622,8 +822,11 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, DirectoryInUseError) as error:  # the message names the key, file or folder
         logger.debug("flallm train failed", exc_info=True)
         raise SystemExit(f"flallm train: {error}") from None
-    summary = {split: {k: record[k] for k in ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL") if k in record}
-               for split, record in result.metrics.items() if isinstance(record, dict)}
+    summary = {
+        split: {k: record[k] for k in ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL") if k in record}
+        for split, record in result.metrics.items()
+        if isinstance(record, dict)
+    }
     if main_process:
         print(json.dumps({"export_dir": str(result.export_dir), "best_step": result.best_step, **summary}, indent=2))
     return 0

@@ -58,8 +58,13 @@ def load_translator(model: str, device=None, dtype="auto"):
 
     # pipeline_class: a directory saved by the pipeline lists it in custom_pipelines, which transformers
     # would otherwise refuse to run without trust_remote_code.
-    return pipeline("sign-language-translation", model=model, device=device, dtype=dtype,
-                    pipeline_class=SignLanguageTranslationPipeline)
+    return pipeline(
+        "sign-language-translation",
+        model=model,
+        device=device,
+        dtype=dtype,
+        pipeline_class=SignLanguageTranslationPipeline,
+    )
 
 
 def _check_output(output: Path) -> str:
@@ -78,7 +83,7 @@ class ResultWriter:
         suffix = _check_output(output)
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
-            self.handle = open(output, "w", encoding="utf-8", newline="")
+            self.handle = open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed by close())
         except OSError as error:
             raise OSError(f"--output {output}: cannot be written ({error.strerror}: {error.filename})") from None
         self.csv = csv.DictWriter(self.handle, fieldnames=["input", "translation"]) if suffix == ".csv" else None
@@ -100,12 +105,12 @@ def translate_clips(translator, clips: list[Path], batch_size: int = 1, fail_fas
     """Yield (clip, translation, error) per clip in order. A batch holding a bad clip is translated again clip by
     clip, so one unreadable file costs only itself; with `fail_fast` the first error is raised."""
     for start in range(0, len(clips), batch_size):
-        chunk = clips[start:start + batch_size]
+        chunk = clips[start : start + batch_size]
         try:
             outputs = translator([str(clip) for clip in chunk], batch_size=batch_size, **generate_kwargs)
             yield from ((clip, output["translation_text"], None) for clip, output in zip(chunk, outputs))
             continue
-        except Exception as error:  # noqa: BLE001: a clip the pipeline cannot read is reported, not fatal
+        except Exception as error:  # noqa: BLE001 (a clip the pipeline cannot read is reported, not fatal)
             if fail_fast or len(chunk) == 1:
                 if fail_fast:
                     raise
@@ -136,19 +141,25 @@ def _report(results, total: int, failed: list, writer, tqdm):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .cli import add_dtype_argument, model_argument, positive_int
 
-    parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER",
-                        help="Video files, frame folders, or folders of clips.")
-    parser.add_argument("--model", required=True, type=model_argument,
-                        help="Model directory (save_pretrained output) or Hub id.")
-    parser.add_argument("--output", default=None,
-                        help="Also write the translations to this .jsonl or .csv file (as they come).")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="VIDEO_OR_FOLDER", help="Video files, frame folders, or folders of clips."
+    )
+    parser.add_argument(
+        "--model", required=True, type=model_argument, help="Model directory (save_pretrained output) or Hub id."
+    )
+    parser.add_argument(
+        "--output", default=None, help="Also write the translations to this .jsonl or .csv file (as they come)."
+    )
     parser.add_argument("--batch-size", type=positive_int, default=1, help="Clips translated together.")
     parser.add_argument("--num-beams", type=positive_int, default=None, help="Beam size (default: the model's, 5).")
     parser.add_argument("--max-new-tokens", type=positive_int, default=None)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: an accelerator if present).")
     add_dtype_argument(parser)
-    parser.add_argument("--fail-fast", action="store_true",
-                        help="Stop at the first clip that cannot be translated (default: report it, go on, exit 1).")
+    parser.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="Stop at the first clip that cannot be translated (default: report it, go on, exit 1).",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,8 +177,11 @@ def run(args: argparse.Namespace) -> int:
             translator = load_translator(args.model, device=args.device)
         except OSError as error:
             raise SystemExit(f"flallm translate: --model {args.model}: {error}") from None
-        generate_kwargs = {key: value for key, value in
-                           (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if value is not None}
+        generate_kwargs = {
+            key: value
+            for key, value in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens))
+            if value is not None
+        }
         logger.info("Translating %d clip(s) with %s", len(clips), args.model)
         failed = []
         results = translate_clips(translator, clips, args.batch_size, args.fail_fast, **generate_kwargs)
@@ -175,14 +189,18 @@ def run(args: argparse.Namespace) -> int:
             with inference_precision(args.dtype, translator.device):  # the generator runs the model inside it
                 for _ in _report(results, len(clips), failed, writer, tqdm):
                     pass
-        except Exception as error:  # noqa: BLE001: --fail-fast
-            raise SystemExit(f"flallm translate: {error}" + (f" (translations so far: {args.output})" if writer else "")) from None
+        except Exception as error:  # noqa: BLE001 (--fail-fast)
+            raise SystemExit(
+                f"flallm translate: {error}" + (f" (translations so far: {args.output})" if writer else "")
+            ) from None
     finally:
         if writer:
             writer.close()
     if writer:
         logger.info("Wrote %d translations to %s", len(clips) - len(failed), args.output)
     if failed:
-        logger.error("%d of %d clip(s) could not be translated: %s", len(failed), len(clips), ", ".join(map(str, failed)))
+        logger.error(
+            "%d of %d clip(s) could not be translated: %s", len(failed), len(clips), ", ".join(map(str, failed))
+        )
         return 1
     return 0

@@ -109,7 +109,10 @@ class SltMetric(evaluate.Metric):
             features=datasets.Features(
                 {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
             ),
-            reference_urls=["https://github.com/mjpost/sacrebleu", "https://github.com/google-research/google-research/tree/master/rouge"],
+            reference_urls=[
+                "https://github.com/mjpost/sacrebleu",
+                "https://github.com/google-research/google-research/tree/master/rouge",
+            ],
         )
 
     def _compute(self, predictions, references, language="de", tokenize=None):
