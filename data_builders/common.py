@@ -31,6 +31,39 @@ class DirectoryInUseError(RuntimeError):
     """Another run is writing into the folder (its lock is held)."""
 
 
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, temporary: str | os.PathLike | None = None):
+    """Yields a temporary path beside `path` to write. When the block ends, the file is flushed to disk and renamed
+    onto `path`, so that readers see the old content or the new, never a part; if the block fails it is removed.
+    `temporary` names it where its name matters (a suffix a writer reads, a per-process name)."""
+    path = Path(path)
+    temporary = Path(temporary) if temporary is not None else path.with_name(f".{path.name}.tmp")
+    try:
+        yield temporary
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a small text file atomically (`atomic_file`)."""
+    with atomic_file(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
 @contextlib.contextmanager
 def directory_lock(directory: str | os.PathLike, command: str):
     """Hold `directory`'s lock while one run writes into it: a second run into the same folder stops at once with an

@@ -34,8 +34,10 @@ from .common import (
     STATE_DIR,
     BadSampleError,
     SkipLog,
+    atomic_file,
     directory_lock,
     prepared_features,
+    write_text_atomic,
 )
 from .loading import BUILDERS, get_builder
 from .video_io import encode_jpeg, iter_frames, resize_frame
@@ -44,12 +46,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_RESOLUTION = 256  # shorter side of stored frames for the real corpora (the processor crops 224 of 256)
 ROWS_PER_GROUP = 8  # examples per parquet row group: small reads for random access
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def _shard_plan(rows: dict[str, list[dict]], examples_per_shard: int) -> list[dict]:
@@ -106,11 +102,10 @@ def _write_shard(job: dict, progress=None) -> dict:
     features = prepared_features()
     schema = features.arrow_schema
     final = Path(job["output_dir"]) / job["file"]
-    temporary = final.with_name(f".{final.name}.tmp")
     final.parent.mkdir(parents=True, exist_ok=True)
     skip_log = SkipLog(f"{job['name']} {job['file']}", job["options"].get("skip_bad_samples", False))
     written, buffer = 0, []
-    with pq.ParquetWriter(temporary, schema) as writer:
+    with atomic_file(final) as temporary, pq.ParquetWriter(temporary, schema) as writer:
         for row in job["rows"]:
             if progress is not None:
                 progress(1)
@@ -125,18 +120,16 @@ def _write_shard(job: dict, progress=None) -> dict:
         if buffer:  # an empty shard gets no row group at all: `datasets` cannot read a 0-row group
             writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
             written += len(buffer)
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
+    # The shard is visible only once complete (atomic_file); its report is written after it.
     report = {
         "file": job["file"],
         "examples": written,
-        "bytes": temporary.stat().st_size,
+        "bytes": final.stat().st_size,
         "skipped": skip_log.count,
         "reasons": dict(skip_log.reasons),
         "first": skip_log.examples,
     }
-    _atomic_write_text(Path(job["output_dir"]) / STATE_DIR / (Path(job["file"]).name + ".json"), json.dumps(report))
-    os.replace(temporary, final)  # the shard becomes visible only once complete
+    write_text_atomic(Path(job["output_dir"]) / STATE_DIR / (Path(job["file"]).name + ".json"), json.dumps(report))
     return report
 
 
@@ -292,7 +285,7 @@ def prepare_dataset(
             )
         state.mkdir(parents=True, exist_ok=True)
         (state / COMPLETE_FILE).unlink(missing_ok=True)  # until this run ends, the folder is incomplete
-        _atomic_write_text(settings_file, json.dumps(settings, indent=1))
+        write_text_atomic(settings_file, json.dumps(settings, indent=1))
         for stale in (output / "data").glob(".*.tmp") if (output / "data").exists() else ():
             stale.unlink()  # left by an interrupted run
 
@@ -342,13 +335,13 @@ def prepare_dataset(
                 skipped += json.loads(report.read_text(encoding="utf-8"))["skipped"]
         if skipped:
             logger.warning("%s: skipped %d bad samples in total (per-shard reports in %s)", name, skipped, state)
-        _atomic_write_text(output / "README.md", dataset_card(name, sizes, settings, num_bytes))
+        write_text_atomic(output / "README.md", dataset_card(name, sizes, settings, num_bytes))
         # Last, atomically: the folder is complete (`check_prepared` reads it before loading).
         manifest = {
             "splits": sizes,
             "shards": {shard["file"]: (output / shard["file"]).stat().st_size for shard in shards},
         }
-        _atomic_write_text(state / COMPLETE_FILE, json.dumps(manifest, indent=1))
+        write_text_atomic(state / COMPLETE_FILE, json.dumps(manifest, indent=1))
         logger.info("%s: wrote %s (%s)", name, output, ", ".join(f"{split} {n}" for split, n in sizes.items()))
     return output
 

@@ -19,6 +19,8 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from data_builders.common import fsync_dir
+
 logger = logging.getLogger(__name__)
 
 
@@ -67,26 +69,6 @@ def fsync_tree(path: Path) -> None:
             with open(os.path.join(root, name), "rb") as handle:
                 os.fsync(handle.fileno())
         fsync_dir(Path(root))
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a small file so that readers see the old or the new content, never a part."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def replace_dir(tmp: Path, final: Path) -> None:

@@ -5,9 +5,10 @@ to the file, or a list of paths) loads other files first and merges this one ove
 ablation only states what differs from the paper's setting. Command-line overrides use dotted keys
 and YAML values: `optimizer.lr=0.01`, `model.stage1=runs/p14t/best`, `data.options.num_train=200`.
 
-Stage-dependent settings left empty (`null`) get the paper's default for the stage in `resolved()`
-(SGD 1e-2, batch 8, 75 epochs in stage 1; Adam 1e-5 LLM / 1e-3 adapter, batch 16 in stage 2), so
-the written `training_config.yaml` of a run always shows the values that were used.
+Stage-dependent settings left empty (`null`) get the paper's value for the stage in `resolved()`, read
+from `configs/base_stage{1,2}.yaml` (SGD 1e-2, batch 8, 75 epochs in stage 1; Adam 1e-5 LLM / 1e-3
+adapter, batch 16 in stage 2), so the written `training_config.yaml` of a run always shows the values
+that were used.
 """
 
 from __future__ import annotations
@@ -23,12 +24,21 @@ from typing import Any
 
 import yaml
 
-CORPUS_LANGUAGES = {"phoenix14t": "de", "csl_daily": "zh", "how2sign": "en", "synthetic": "en"}
+from modeling_flallm.configuration_flallm import FREEZE_CHOICES
+
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+# The settings whose default depends on the stage: `resolved()` takes them from the stage's base config.
+STAGE_DEFAULTS = (
+    ("optimizer", "name"),
+    ("optimizer", "lr"),
+    ("optimizer", "module_lr"),
+    ("training", "batch_size"),
+    ("training", "epochs"),
+)
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 LANGUAGE_MODEL_INIT = ("pretrained", "random")
-FREEZE_CHOICES = ("none", "backbone", "visual_encoder")
 
 
 @dataclass
@@ -274,28 +284,24 @@ class TrainConfig:
 
     def resolved(self) -> TrainConfig:
         """A copy with every stage-dependent default filled in (paper values)."""
+        from data_builders.loading import BUILDERS
+
         config = copy.deepcopy(self)
-        stage1 = config.stage == 1
-        optimizer, training = config.optimizer, config.training
-        if optimizer.name is None:
-            optimizer.name = "sgd" if stage1 else "adam"
-        if optimizer.lr is None:
-            optimizer.lr = 1e-2 if stage1 else 1e-5
-        if optimizer.module_lr is None:
-            optimizer.module_lr = {} if stage1 else {"adapter": 1e-3}
-        if training.batch_size is None:
-            training.batch_size = 8 if stage1 else 16
-        if training.epochs is None:
-            training.epochs = 75 if stage1 else 30
+        base = read_yaml(SHIPPED_CONFIGS / f"base_stage{config.stage}.yaml")
+        for section, key in STAGE_DEFAULTS:
+            if getattr(getattr(config, section), key) is None:
+                value = base.get(section, {}).get(key, {} if key == "module_lr" else None)
+                setattr(getattr(config, section), key, copy.deepcopy(value))
         if config.evaluation.batch_size is None:
-            config.evaluation.batch_size = training.batch_size
+            config.evaluation.batch_size = config.training.batch_size
         if config.export_dir is None:
             config.export_dir = str(Path(config.output_dir) / "best")
         if config.data.language is None:
-            config.data.language = CORPUS_LANGUAGES.get(config.data.dataset, "en")
-        freeze = config.model.config.get("freeze", "none" if stage1 else "visual_encoder")
+            builder = BUILDERS.get(config.data.dataset)
+            config.data.language = builder.LANGUAGE if builder is not None else "en"
+        freeze = config.model.config.get("freeze", base.get("model", {}).get("config", {}).get("freeze", "none"))
         if config.feature_cache.enabled is None:
-            config.feature_cache.enabled = (not stage1) and freeze == "visual_encoder"
+            config.feature_cache.enabled = config.stage == 2 and freeze == "visual_encoder"
         return config
 
 
@@ -315,9 +321,6 @@ def load_config(source: str | os.PathLike | dict | TrainConfig, overrides=()) ->
     for override in overrides:
         apply_override(data, override)
     return TrainConfig.from_dict(data, source=name)
-
-
-SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 def resolve_config_path(path: str | os.PathLike) -> Path:

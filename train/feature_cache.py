@@ -34,7 +34,7 @@ import torch
 from datasets.arrow_writer import ArrowWriter
 from tqdm.auto import tqdm
 
-from .checkpointing import fsync_dir, write_text_atomic
+from data_builders.common import atomic_file, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +102,11 @@ def compute_features(
     )
     rows = dataset.select_columns(["id", "text"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     was_training = model.training
     model.eval()
     try:
-        with ArrowWriter(features=features, path=str(tmp)) as writer:
+        temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # one per process: runs may share a cache
+        with atomic_file(path, temporary) as tmp, ArrowWriter(features=features, path=str(tmp)) as writer:
             start = 0
             for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
                 values, mask = model.get_visual_features(
@@ -125,14 +125,8 @@ def compute_features(
                     )
                 start += len(lengths)
             writer.finalize()
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
     finally:
         model.train(was_training)
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_or_compute(

@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from .checkpointing import fsync_tree, replace_dir
+
 logger = logging.getLogger(__name__)
 
 MASK_TOKEN = "<mask>"
@@ -313,8 +315,7 @@ def pretrain_denoising_lm(
         "seconds": round(time.perf_counter() - started, 1),
     }
     (tmp / "pretraining.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
-    tmp.rename(output_dir)
+    fsync_tree(tmp)
+    replace_dir(tmp, output_dir)  # an interrupted save keeps the previous LM
     logger.info("Saved the pre-trained LM to %s (%.0f s)", output_dir, summary["seconds"])
     return output_dir

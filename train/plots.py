@@ -6,8 +6,9 @@ picture never replaces a good one.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from data_builders.common import atomic_file
 
 
 def _pyplot():
@@ -21,9 +22,8 @@ def _pyplot():
 
 def _save(figure, path: Path) -> Path:
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_file(path, path.with_name(f".{path.stem}.tmp.png")) as temporary:  # the suffix picks the format
+        figure.savefig(temporary, dpi=120, bbox_inches="tight")
     return path
 
 

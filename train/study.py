@@ -308,7 +308,8 @@ def finished_result(config) -> dict | None:
 
 def train_run(config, commit: str | None) -> dict:
     """One `flallm train` run; its study_result.json (written last, atomically) marks it finished."""
-    from .checkpointing import write_text_atomic
+    from data_builders.common import write_text_atomic
+
     from .trainer import train
 
     started = time.perf_counter()
@@ -737,7 +738,8 @@ def gradient_summary(panels: list[dict]) -> str:
 
 
 def write_results(results: dict, output_dir: Path, runs_dir: Path) -> None:
-    from .checkpointing import write_text_atomic
+    from data_builders.common import write_text_atomic
+
     from .plots import plot_gradient_norms, plot_study
 
     seed = results["seeds"][0]

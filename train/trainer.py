@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from data_builders.common import DirectoryInUseError, directory_lock
+from data_builders.common import DirectoryInUseError, directory_lock, write_text_atomic
 
 from . import checkpointing
 from .checkpointing import TrainerState
@@ -425,7 +425,7 @@ def run_directory(config: TrainConfig):
         if accelerator.is_main_process:
             if resume_from is not None:
                 _warn_about_changes(output_dir / "training_config.yaml", config)
-            checkpointing.write_text_atomic(output_dir / "training_config.yaml", config.to_yaml())
+            write_text_atomic(output_dir / "training_config.yaml", config.to_yaml())
         logger.info(
             "Stage %d on %s (%d process(es), mixed precision %s), output %s",
             config.stage,
@@ -742,7 +742,7 @@ def _final_metrics(accelerator, config: TrainConfig, splits, state: TrainerState
         del best
     if accelerator.is_main_process:
         text = json.dumps(metrics, indent=2, ensure_ascii=False)
-        checkpointing.write_text_atomic(export_dir / "metrics.json", text)
+        write_text_atomic(export_dir / "metrics.json", text)
         summary = {
             **metrics,
             "best_step": state.best_step,
@@ -751,7 +751,7 @@ def _final_metrics(accelerator, config: TrainConfig, splits, state: TrainerState
             "global_step": state.global_step,
             "history": state.history,
         }
-        checkpointing.write_text_atomic(output_dir / "metrics.json", json.dumps(summary, indent=2, ensure_ascii=False))
+        write_text_atomic(output_dir / "metrics.json", json.dumps(summary, indent=2, ensure_ascii=False))
     accelerator.wait_for_everyone()
     return metrics
 
