@@ -49,7 +49,8 @@ class SignTranslationCollator:
         for example in examples:
             indices = self.video_processor.sample_frame_indices(int(example["num_frames"]), training=self.training)
             try:
-                videos.append(decode_video(example["video"], indices))
+                # Shrunk to the processor's size as decoded, as the pipeline does: training sees what translation sees.
+                videos.append(decode_video(example["video"], indices, max_short_side=self.video_processor.size))
             except (ValueError, OSError) as error:
                 raise type(error)(f"example {example.get('id', '?')}: {error}") from None
         if self.with_labels:

@@ -13,13 +13,12 @@ import hashlib
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
 from datasets.builder import Key
 
 STATE_DIR = ".prepare"  # in a `flallm prepare` folder: settings and per-shard reports; not uploaded
@@ -309,20 +308,6 @@ def check_sample_name(name: str, sample: str) -> None:
             f"sample name {name!r} is not a plain file name (it would point outside the release's frame folder)",
             reason="rows with an unsafe name",
         )
-
-
-def check_frame_indices(indices: Sequence[int] | np.ndarray | None, num_frames: int, source: str) -> np.ndarray:
-    """The frame indices to decode as an int64 array (all frames for None); out-of-range ones name `source`."""
-    if num_frames == 0:
-        raise ValueError(f"{source}: video has no frames")
-    if indices is None:
-        return np.arange(num_frames)
-    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-    if indices.size and (indices.min() < 0 or indices.max() >= num_frames):
-        raise ValueError(
-            f"{source}: frame indices {indices.min()}..{indices.max()} out of range for {num_frames} frames"
-        )
-    return indices
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from modeling_flallm.video_io import probe_video
+
 from .common import (
     BadSampleError,
     SignCorpusBuilder,
@@ -22,7 +24,6 @@ from .common import (
     read_table,
     video_reference,
 )
-from .video_io import probe_video
 
 SPLIT_NAMES = {"train": "train", "validation": "val", "test": "test"}
 COLUMNS = ("VIDEO_ID", "VIDEO_NAME", "SENTENCE_ID", "SENTENCE_NAME", "START_REALIGNED", "END_REALIGNED", "SENTENCE")

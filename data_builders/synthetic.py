@@ -35,7 +35,9 @@ from dataclasses import dataclass
 import datasets
 import numpy as np
 
-from .common import SPLITS, SignCorpusBuilder, SignCorpusConfig, check_frame_indices, video_reference
+from modeling_flallm.video_io import select_frames
+
+from .common import SPLITS, SignCorpusBuilder, SignCorpusConfig, video_reference
 
 # ---------------------------------------------------------------------------------------------
 # Lexicon: sign glosses with their spoken forms
@@ -582,7 +584,7 @@ class _Frame:
 
 def render_spec(spec: dict, indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
     """uint8 (T,H,W,3) frames of a synthetic clip, rendering only `indices` (deterministic per frame)."""
-    indices = check_frame_indices(indices, int(spec["num_frames"]), "synthetic clip")
+    indices = select_frames(int(spec["num_frames"]), indices, "synthetic clip")
     frame = _Frame(spec)
     height, width = spec["size"]
     fps = float(spec["fps"])

@@ -50,7 +50,7 @@ def test_batch_holds_padded_kept_frames_and_labels(synthetic, processor, monkeyp
     monkeypatch.setattr(
         collator_module,
         "decode_video",
-        lambda video, indices: decoded.append(list(indices)) or real_decode(video, indices),
+        lambda video, indices, **kwargs: decoded.append(list(indices)) or real_decode(video, indices, **kwargs),
     )
     examples = [synthetic["validation"][i] for i in range(3)]
     batch = SignTranslationCollator(processor)(examples)

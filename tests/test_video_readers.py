@@ -4,6 +4,7 @@ iterate for `flallm prepare`) return the same frames for the same file or folder
 import av
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from data_builders import decode_video
@@ -84,3 +85,58 @@ def test_a_16_bit_frame_is_refused_by_every_reader(tmp_path):
     for read in (lambda: load_video(str(folder)), lambda: decode_video(str(folder))):
         with pytest.raises(ValueError, match="000.png: image mode 'I;16' is not supported"):
             read()
+
+
+def _clip_inputs(tmp_path):
+    """The same 13 frames, larger than the processor's size (so every path shrinks them), as a frame folder with
+    unpadded names, as an mp4, and as the raw-corpus references the builders write for each."""
+    frames = np.zeros((13, 48, 40, 3), np.uint8)
+    for index in range(13):
+        frames[index, :, :, 0] = np.linspace(0, 255, 40)  # smooth, so that mpeg4 keeps them close to these values
+        frames[index, :, :, 1] = 20 * index
+        frames[index, 8 + index : 20 + index, 10:22, 2] = 255
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for index, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"frame{index}.png")
+    mp4 = _write(tmp_path / "clip.mp4", frames)
+    names = [f"frame{index}.png" for index in range(13)]
+    return {
+        "folder": (str(folder), {"path": str(folder), "frames": names}),
+        "file": (str(mp4), {"path": str(mp4)}),
+    }
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_every_path_gives_the_model_the_same_pixels(tmp_path, kind):
+    """Issue 13: training (the collator: stage-1 batches, stage-2 features, validation), evaluation, and the pipeline
+    (`flallm translate`, the app) feed the model identical pixel values for one clip; `flallm prepare` stores the
+    frames `decode_video` reads."""
+    from transformers import pipeline
+
+    from data_builders import SignTranslationCollator
+    from modeling_flallm import FlaLlmProcessor, FlaLlmVideoProcessor
+    from tests.modeling_fixtures import tiny_model, tiny_tokenizer
+    from train.evaluation import _CollateWithReferences
+    from train.translate import translate_clips
+
+    path, reference = _clip_inputs(tmp_path)[kind]
+    video_processor = FlaLlmVideoProcessor(frame_sample_rate=4, size=24, crop_size=20)
+    processor = FlaLlmProcessor(video_processor, tiny_tokenizer())
+    example = {"id": "clip", "text": "regen", "num_frames": 13, "video": reference}
+
+    translator = pipeline("sign-language-translation", model=tiny_model(), processor=processor)
+    by_path = {
+        "pipeline": torch.from_numpy(translator.preprocess(path)["frames"]),
+        "training": SignTranslationCollator(processor)([example])["pixel_values"][0],
+        "training (path)": SignTranslationCollator(processor)([{**example, "video": path}])["pixel_values"][0],
+        "evaluation": _CollateWithReferences(processor)([example])["pixel_values"][0],
+    }
+    assert by_path["pipeline"].shape == (4, 3, 20, 20)
+    for name, pixels in by_path.items():
+        assert torch.equal(pixels, by_path["pipeline"]), name
+    # `flallm translate` runs that pipeline on the file, and prepare stores what decode_video reads.
+    seen = []
+    translator.preprocess = lambda video, real=translator.preprocess: seen.append(video) or real(video)
+    assert len(list(translate_clips(translator, [path], batch_size=1))) == 1 and seen == [path]
+    assert np.array_equal(np.stack(list(iter_frames(reference))), decode_video(reference))
