@@ -8,7 +8,9 @@ The loader is the one `flallm train` builds (`train.trainer.training_batches`): 
 of the synthetic corpus at 256 px, JPEG frames, what training reads from a real corpus), the seeded training
 collator (T/4 sampling, random crop and scale, normalisation) and Accelerate's device placement. Its rate is
 kept frames per second delivered on the device, with N DataLoader worker processes (0: in the training process),
-after one warm-up batch (worker start-up is paid once per run: persistent workers).
+in steady state (the first batch of an epoch, which waits for the workers to start, is reported on its own). On a
+GPU the workers send uint8 frames (a quarter of the bytes) and the step normalises them on the device; on the CPU
+the workers normalise (the training process has no time to spare); `--compare` times the other choice too.
 
 The consumption rate is one stage-1 training step of the paper's model (ResNet-18 + temporal module + VL-adapter
 + Light-T, random weights) on the same device at the same frame size, in frames per second of step time. The
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -48,8 +51,10 @@ def prepared_corpus(workdir: Path, num_clips: int, resolution: int) -> Path:
     return output
 
 
-def training_loader(rows, processor, batch_size: int, workers: int, device: str):
-    """The loader `flallm train` builds for these rows (stage 1, no feature cache)."""
+def training_loader(rows, processor, batch_size: int, workers: int, device: str, normalize_in_workers: bool):
+    """The loader `flallm train` builds for these rows (stage 1, no feature cache). `normalize_in_workers`: float
+    frames normalised by the collator (what `flallm train` does on the CPU); else uint8 frames, normalised on the
+    device by the step (what it does on a GPU)."""
     from accelerate import Accelerator
 
     from train.config import TrainConfig
@@ -60,34 +65,48 @@ def training_loader(rows, processor, batch_size: int, workers: int, device: str)
     config.data.num_workers = workers
     accelerator = Accelerator(cpu=device == "cpu")
     loader, sampler, collate = training_batches(accelerator, None, processor, rows, config, use_cache=False)
+    collate.collator.normalize = not normalize_in_workers
     for seeded in (loader, sampler, collate):
         seeded.set_epoch(0)
     return loader
 
 
-def loader_rate(loader, seconds: float, device: str) -> dict:
-    """Kept frames per second the loader delivers on `device`, after a warm-up batch."""
+def loader_rate(loader, video_processor, seconds: float, device: str) -> dict:
+    """Kept frames per second the loader delivers on `device` in steady state: over whole epochs (as many as
+    `seconds` holds), each timed from its first batch, since workers start again at every epoch (a real epoch holds
+    hundreds of batches, which hide that start). The start-up is reported on its own."""
     import torch
 
-    batches = iter(loader)
-    next(batches)  # worker start-up and first-batch costs: paid once per run
-    frames, count, start = 0, 0, time.perf_counter()
-    for batch in batches:
-        frames += int(batch["pixel_mask"].sum())
-        count += 1
+    frames, count, epoch, elapsed, startups = 0, 0, 0, 0.0, []
+    while elapsed < seconds:
+        loader.set_epoch(epoch)
+        epoch += 1
+        start = time.perf_counter()
+        batches = iter(loader)
+        next(batches)
+        startups.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for batch in batches:
+            if batch["pixel_values"].dtype == torch.uint8:  # what the training step does first
+                video_processor.normalize(batch["pixel_values"], batch["pixel_mask"])
+            frames += int(batch["pixel_mask"].sum())
+            count += 1
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        if time.perf_counter() - start >= seconds:
-            break
-    elapsed = time.perf_counter() - start
-    return {"frames_per_second": frames / elapsed, "batches": count, "seconds": round(elapsed, 2)}
+        elapsed += time.perf_counter() - start
+    return {
+        "frames_per_second": frames / elapsed,
+        "batches": count,
+        "epochs": epoch,
+        "seconds": round(elapsed, 2),
+        "first_batch_seconds": round(statistics.median(startups), 3),
+    }
 
 
-def decode_rate(rows, processor, seconds: float) -> float:
+def decode_rate(rows, video_processor, seconds: float) -> float:
     """Kept frames per second of decoding alone (the frames the T/4 training sampling keeps), in this process."""
     from data_builders import decode_video
 
-    video_processor = processor.video_processor
     frames, start, index = 0, time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
         row = rows[index % len(rows)]
@@ -144,6 +163,9 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="the timed step under bf16 autocast")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads of the training step")
     parser.add_argument("--workdir", type=Path, help="keep the prepared corpus here (default: a temporary folder)")
+    parser.add_argument(
+        "--compare", action="store_true", help="also time the other place to normalise (workers or the device)"
+    )
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
 
@@ -163,10 +185,14 @@ def main() -> None:
         consumed = step_rate(args.crop_size, args.step_frames, args.step_batch, args.steps, args.device, args.bf16)
         results = [{"loader": "decode only (main process)", "frames_per_second": decode_rate(rows, processor, 5)}]
         for workers in args.workers:
-            loader = training_loader(rows, processor, args.batch_size, workers, args.device)
-            measured = loader_rate(loader, args.seconds, args.device)
-            results.append({"loader": f"flallm train loader, {workers} worker(s)", "workers": workers, **measured})
-            del loader
+            default = args.device == "cpu"  # where `flallm train` normalises on this device
+            for in_workers in (default, not default) if args.compare else (default,):
+                loader = training_loader(rows, processor, args.batch_size, workers, args.device, in_workers)
+                name = "normalised in the workers" if in_workers else "uint8, normalised on the device"
+                name += " (flallm train)" if in_workers == default else ""
+                measured = loader_rate(loader, processor, args.seconds, args.device)
+                results.append({"loader": f"{name}, {workers} worker(s)", "workers": workers, **measured})
+                del loader
     for row in results:
         cores = max(1, row.get("workers", 1))
         row["per_core"] = f"{row['frames_per_second'] / cores:.0f}"
@@ -185,11 +211,15 @@ def main() -> None:
                 ("fps", "frames/s on the device"),
                 ("per_core", "per worker core"),
                 ("ratio", "loader / step"),
+                ("first_batch_seconds", "first batch of an epoch (s)"),
             ],
         )
     )
     info["load_average_end"] = bu.load_average()
-    bu.write_json(args.json, {"machine": info, "args": vars(args) | {"workdir": str(args.workdir)}, "step": consumed, "loaders": results})
+    bu.write_json(
+        args.json,
+        {"machine": info, "args": vars(args) | {"workdir": str(args.workdir)}, "step": consumed, "loaders": results},
+    )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ class SignTranslationCollator:
     max_target_length: cut longer targets (keeping the end-of-sequence token).
     return_ids: also return the example ids (a list) under "ids", e.g. to match predictions;
     pop it before calling the model.
+    normalize: False keeps `pixel_values` uint8 (cropped and resized), a quarter of the bytes to move from loader
+    workers and to the GPU; `video_processor.normalize(pixel_values, pixel_mask)` finishes them there (training does).
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class SignTranslationCollator:
         with_labels: bool = True,
         max_target_length: int | None = None,
         return_ids: bool = False,
+        normalize: bool = True,
     ):
         self.processor = processor
         self.video_processor = getattr(processor, "video_processor", processor)
@@ -41,6 +44,7 @@ class SignTranslationCollator:
         self.with_labels = with_labels and hasattr(processor, "tokenizer")
         self.max_target_length = max_target_length
         self.return_ids = return_ids
+        self.normalize = normalize
 
     def __call__(self, examples: list[dict[str, Any]]):
         if not examples:
@@ -60,11 +64,14 @@ class SignTranslationCollator:
                 training=self.training,
                 max_target_length=self.max_target_length,
                 do_sample_frames=False,
+                do_normalize=self.normalize,
             )
         elif self.video_processor is self.processor:
-            batch = self.processor(videos, training=self.training, do_sample_frames=False)
+            batch = self.processor(videos, training=self.training, do_sample_frames=False, do_normalize=self.normalize)
         else:
-            batch = self.processor(videos=videos, training=self.training, do_sample_frames=False)
+            batch = self.processor(
+                videos=videos, training=self.training, do_sample_frames=False, do_normalize=self.normalize
+            )
         if self.return_ids:
             batch["ids"] = [example["id"] for example in examples]
         return batch

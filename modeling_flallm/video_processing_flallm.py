@@ -162,34 +162,53 @@ class FlaLlmVideoProcessor(VideoProcessorMixin):
             top, left = (height - side) // 2, (width - side) // 2
         return top, left, side
 
-    def _process_video(self, frames: torch.Tensor, training: bool) -> torch.Tensor:
+    def _process_video(self, frames: torch.Tensor, training: bool, normalize: bool = True) -> torch.Tensor:
         top, left, side = self._crop_box(frames.shape[2], frames.shape[3], training)
-        crop = frames[:, :, top : top + side, left : left + side].float()
+        crop = frames[:, :, top : top + side, left : left + side]
         if side != self.crop_size:
+            # On uint8 frames in channels-last layout: torch's vectorised path, 2x the float resize (bench_loader.py).
             crop = F.interpolate(
-                crop,
+                crop.contiguous(memory_format=torch.channels_last),
                 size=(self.crop_size, self.crop_size),
                 mode="bilinear",
-                antialias=side > self.crop_size,
+                antialias=True,
                 align_corners=False,
             )
-        mean = torch.tensor(self.image_mean).view(1, 3, 1, 1) * 255.0
-        std = torch.tensor(self.image_std).view(1, 3, 1, 1) * 255.0
-        return crop.sub_(mean).div_(std)  # in place: a long clip holds one float copy of its frames, not three
+        if not normalize:
+            return crop.contiguous()
+        return self.normalize(crop)
 
-    def __call__(
-        self, videos, training: bool = False, do_sample_frames: bool = True, return_tensors="pt", **kwargs
-    ) -> BatchFeature:
-        return self.preprocess(
-            videos, training=training, do_sample_frames=do_sample_frames, return_tensors=return_tensors, **kwargs
-        )
+    def normalize(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 frames (..., 3, H, W) -> the model's float input, normalised by `image_mean` / `image_std`, on the
+        frames' device. With `do_normalize=False` the processor leaves this to the caller, so that training moves a
+        quarter of the bytes to the GPU and normalises there; `pixel_mask` zeroes padded frames, as the processor
+        pads them."""
+        std = torch.tensor(self.image_std, dtype=torch.float64) * 255.0
+        scale = (1.0 / std).to(torch.float32).view(3, 1, 1).to(pixel_values.device)
+        shift = (-torch.tensor(self.image_mean, dtype=torch.float64) * 255.0 / std).to(torch.float32).view(3, 1, 1)
+        values = pixel_values.to(torch.float32, memory_format=torch.contiguous_format)
+        # (x - mean) / std as one multiply-add, in place: a long clip holds one float copy of its frames, not three.
+        values = values.mul_(scale).add_(shift.to(pixel_values.device))
+        if pixel_mask is not None and not bool(pixel_mask.all()):
+            values[pixel_mask == 0] = 0
+        return values
+
+    def __call__(self, videos, **kwargs) -> BatchFeature:
+        return self.preprocess(videos, **kwargs)
 
     def preprocess(
-        self, videos, training: bool = False, do_sample_frames: bool = True, return_tensors="pt", **kwargs
+        self,
+        videos,
+        training: bool = False,
+        do_sample_frames: bool = True,
+        return_tensors="pt",
+        do_normalize: bool = True,
+        **kwargs,
     ) -> BatchFeature:
         """`videos`: one video or a list of videos; a video is a uint8 (T, H, W, 3) array or tensor,
         or a list of PIL images. With `do_sample_frames=False` the frames are taken as already sampled
-        (by `sample_frame_indices`), and only the `max_frames` cap applies."""
+        (by `sample_frame_indices`), and only the `max_frames` cap applies. With `do_normalize=False`,
+        `pixel_values` stay uint8 (cropped and resized) for `normalize` to finish on another device."""
         if kwargs:
             raise TypeError(f"FlaLlmVideoProcessor got unexpected arguments: {sorted(kwargs)}.")
         if isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim not in (4, 5):
@@ -211,9 +230,10 @@ class FlaLlmVideoProcessor(VideoProcessorMixin):
             elif frames.shape[0] > self.max_frames:
                 keep = np.linspace(0, frames.shape[0] - 1, self.max_frames).round().astype(np.int64)
                 frames = frames[torch.from_numpy(keep)]
-            processed.append(self._process_video(frames, training))
+            processed.append(self._process_video(frames, training, do_normalize))
         max_len = max(video.shape[0] for video in processed)
-        pixel_values = torch.zeros(len(processed), max_len, 3, self.crop_size, self.crop_size)
+        dtype = torch.float32 if do_normalize else torch.uint8
+        pixel_values = torch.zeros(len(processed), max_len, 3, self.crop_size, self.crop_size, dtype=dtype)
         pixel_mask = torch.zeros(len(processed), max_len, dtype=torch.long)
         for i, video in enumerate(processed):
             pixel_values[i, : video.shape[0]] = video

@@ -127,3 +127,18 @@ def test_processor_round_trips_through_save_pretrained(tmp_path):
 def test_processor_rejects_a_wrong_video_processor():
     with pytest.raises(TypeError, match="FlaLlmVideoProcessor"):
         FlaLlmProcessor(video_processor=object(), tokenizer=tiny_tokenizer())
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_uint8_frames_normalised_later_equal_the_processors_own_output(training):
+    """Issue 15: training moves uint8 frames to the device and normalises them there; the model sees the same input."""
+    video_processor = FlaLlmVideoProcessor(frame_sample_rate=2, size=24, crop_size=20)
+    videos = [
+        np.random.default_rng(seed).integers(0, 256, (n, 30, 26, 3), dtype=np.uint8) for seed, n in ((0, 9), (1, 4))
+    ]
+    torch.manual_seed(3)
+    reference = video_processor(videos, training=training)
+    torch.manual_seed(3)
+    raw = video_processor(videos, training=training, do_normalize=False)
+    assert raw["pixel_values"].dtype == torch.uint8 and torch.equal(raw["pixel_mask"], reference["pixel_mask"])
+    assert torch.equal(video_processor.normalize(raw["pixel_values"], raw["pixel_mask"]), reference["pixel_values"])

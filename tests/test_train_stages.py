@@ -326,3 +326,38 @@ def test_stage1_with_the_bag_of_words_loss_exports_its_head_and_stage2_drops_it(
     language_model = MBartForConditionalGeneration(MBartConfig(**{**TINY_LIGHT_T, "vocab_size": 40, "pad_token_id": 1}))
     stage2 = FlaLlmForSignTranslation.from_stage1(model, language_model=language_model)
     assert stage2.bag_of_words_head is None and stage2.config.decoder_word_dropout == 0.0
+
+
+def test_a_slow_loader_is_named_in_a_warning_and_its_share_is_logged(tmp_path, corpus, monkeypatch, caplog):
+    """Issue 15: when the steps mostly wait for batches, `flallm train` says so once, with what to change, and every
+    train_log.jsonl line records the share of the time spent waiting."""
+    import logging
+    import time
+
+    from train.sampling import SeededCollator
+
+    real_collate = SeededCollator.__call__
+    monkeypatch.setattr(SeededCollator, "__call__", lambda self, rows: time.sleep(0.1) or real_collate(self, rows))
+    config = stage1_config(
+        tmp_path / "run",
+        training={"epochs": 1, "batch_size": 1},
+        data={"max_train_samples": 16, "validation_split": None},
+    )
+    with caplog.at_level(logging.WARNING, logger="train"):
+        trainer.train(config, datasets=corpus)
+    warnings = [r.getMessage() for r in caplog.records if "the input pipeline is the bottleneck" in r.getMessage()]
+    assert len(warnings) == 1 and "data.num_workers=0" in warnings[0] and "bench/bench_loader.py" in warnings[0]
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    # Accelerate's loader fetches one batch ahead: the last step's batch was waited for during the one before.
+    assert len(log) == 16 and all(0.5 < record["data_wait"] < 1 for record in log[:-1])
+
+    monkeypatch.setattr(SeededCollator, "__call__", real_collate)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="train"):
+        trainer.train(
+            stage1_config(
+                tmp_path / "quick", training={"epochs": 1}, data={"max_train_samples": 16, "validation_split": None}
+            ),
+            datasets=corpus,
+        )
+    assert "bottleneck" not in caplog.text

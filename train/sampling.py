@@ -59,7 +59,11 @@ class SeededCollator:
             return self.collator(examples)
 
 
-def sign_collator(processor, training: bool, config: TrainConfig):
+def sign_collator(processor, training: bool, config: TrainConfig, normalize: bool = True):
+    """The dataset collator with the config's target length; `normalize=False`: uint8 frames, normalised by the
+    training step on the device (`train.trainer.training_step`)."""
     from data_builders import SignTranslationCollator
 
-    return SignTranslationCollator(processor, training=training, max_target_length=config.data.max_target_length)
+    return SignTranslationCollator(
+        processor, training=training, max_target_length=config.data.max_target_length, normalize=normalize
+    )

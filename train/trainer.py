@@ -344,7 +344,7 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
                     else train_loader
                 )
                 model.train()
-                for batch in loader:
+                for batch in window.timed(loader):
                     torch.manual_seed(
                         seed_of(config.seed, "step", epoch, state.batches_in_epoch, accelerator.process_index)
                     )
@@ -357,10 +357,11 @@ def train(config: TrainConfig | dict | str, datasets=None) -> TrainResult:
                     progress.update(1)
                     if _every(log_every, state.global_step) or state.global_step == total_steps:
                         steps = (state.global_step - 1) % log_every + 1  # optimizer steps in the window
-                        log_training(
-                            run, progress, state, window.logs(steps, epoch + state.batches_in_epoch / batches_per_epoch)
-                        )
-                        window = LogWindow()
+                        logs = window.logs(steps, epoch + state.batches_in_epoch / batches_per_epoch)
+                        log_training(run, progress, state, logs)
+                        if window.windows:  # the first window holds the start-up (workers, first batches)
+                            run.check_loader(window, steps)
+                        window.reset()
                     if _every(config.evaluation.every_steps, state.global_step):
                         last_eval_step = run.validate_and_export(state)
                     mid_epoch = state.batches_in_epoch < batches_per_epoch  # the epoch's end saves below
@@ -486,6 +487,7 @@ class StageRun:
     scheduler: object
     config: TrainConfig
     dev_rows: object  # the validation split, or None
+    loader_wait: list = field(default_factory=lambda: [0.0, 0.0, 0])  # seconds waited, seconds, optimizer steps
 
     @property
     def output_dir(self) -> Path:
@@ -512,6 +514,27 @@ class StageRun:
             export(accelerator, self.model, self.processor, config, {"validation": record})
         return state.global_step
 
+    def check_loader(self, window: LogWindow, steps: int) -> None:
+        """Once per run, after LOADER_CHECK_STEPS optimizer steps (start-up excluded): say so when the steps waited
+        for batches for more than LOADER_BOTTLENECK of the time."""
+        totals = self.loader_wait
+        if totals[2] < 0:  # said already
+            return
+        totals[0] += window.data_seconds
+        totals[1] += time.perf_counter() - window.start
+        totals[2] += steps
+        if totals[2] >= LOADER_CHECK_STEPS and totals[0] > LOADER_BOTTLENECK * totals[1]:
+            logger.warning(
+                "the input pipeline is the bottleneck: %.0f%% of %d optimizer steps was spent waiting for batches "
+                "(data.num_workers=%d, %d CPUs). Raise data.num_workers, train on a `flallm prepare`d copy of the "
+                "corpus, or (stage 2) use the feature cache; bench/bench_loader.py measures the loader.",
+                100 * totals[0] / totals[1],
+                totals[2],
+                self.config.data.num_workers,
+                os.cpu_count() or 1,
+            )
+            totals[2] = -1
+
     def save_checkpoint(self, state: TrainerState) -> None:
         sync_batchnorm_statistics(self.accelerator, self.model)
         checkpointing.save_checkpoint(
@@ -519,13 +542,36 @@ class StageRun:
         )
 
 
+LOADER_BOTTLENECK = 0.25  # the share of step time spent waiting for batches above which `flallm train` warns
+LOADER_CHECK_STEPS = 10  # ... measured over at least this many optimizer steps
+
+
 @dataclass
 class LogWindow:
-    """Loss and frames since the last logging step (the running loss of the whole run is in the state)."""
+    """Loss, frames and time waiting for batches since the last logging step (the running loss of the whole run is
+    in the state)."""
 
     loss: float = 0.0  # summed over optimizer steps
     frames: int = 0
+    data_seconds: float = 0.0
     start: float = field(default_factory=time.perf_counter)
+    windows: int = 0  # logging steps so far in this run
+
+    def timed(self, batches):
+        """Yields the batches, adding the time spent waiting for each to `data_seconds`."""
+        iterator = iter(batches)
+        while True:
+            start = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            self.data_seconds += time.perf_counter() - start
+            yield batch
+
+    def reset(self) -> None:
+        self.loss, self.frames, self.data_seconds, self.start = 0.0, 0, 0.0, time.perf_counter()
+        self.windows += 1
 
     def add(self, losses: torch.Tensor, batch, state: TrainerState, num_processes: int, accumulation: int) -> None:
         loss = losses.mean().item()
@@ -536,9 +582,11 @@ class LogWindow:
         self.frames += int(mask.sum()) * num_processes
 
     def logs(self, steps: int, epoch: float) -> dict:
+        elapsed = time.perf_counter() - self.start
         return {
             "train/loss": self.loss / steps,
-            "train/frames_per_second": self.frames / (time.perf_counter() - self.start),
+            "train/frames_per_second": self.frames / elapsed,
+            "train/data_wait": self.data_seconds / elapsed,  # the share of the time spent waiting for batches
             "train/epoch": epoch,
         }
 
@@ -592,7 +640,10 @@ def training_batches(accelerator, model, processor, rows, config: TrainConfig, u
         )
         train_collate = FeatureCollator(processor, config.data.max_target_length)
     else:
-        train_collate = sign_collator(processor, training=True, config=config)
+        # On a GPU, uint8 frames from the workers (a quarter of the bytes), normalised by the step on the device; on
+        # the CPU the workers normalise, since the training process has no time to spare (bench/bench_loader.py).
+        on_cpu = accelerator.device.type == "cpu"
+        train_collate = sign_collator(processor, training=True, config=config, normalize=on_cpu)
     sampler = EpochShuffleSampler(len(rows), config.seed)
     collate = SeededCollator(train_collate, config.seed)
     loader = accelerator.prepare(
@@ -619,6 +670,8 @@ def training_step(run: StageRun, trainable: list, batch, state: TrainerState) ->
         run.output_dir,
     )
     checkpoint_dir = output_dir / "checkpoints"
+    if "pixel_values" in batch and batch["pixel_values"].dtype == torch.uint8:
+        batch["pixel_values"] = run.processor.video_processor.normalize(batch["pixel_values"], batch["pixel_mask"])
     with accelerator.accumulate(model):
         loss = model(**batch).loss
         losses = accelerator.gather(loss.detach().float().reshape(1))
@@ -649,7 +702,13 @@ def log_training(run: StageRun, progress, state: TrainerState, logs: dict) -> No
     lr = optimizer.param_groups[-1]["lr"]
     if accelerator.is_main_process:
         with open(output_dir / "train_log.jsonl", "a", encoding="utf-8") as file:
-            file.write(json.dumps({"step": state.global_step, "loss": logs["train/loss"], "lr": lr}) + "\n")
+            record = {
+                "step": state.global_step,
+                "loss": logs["train/loss"],
+                "lr": lr,
+                "data_wait": logs["train/data_wait"],
+            }
+            file.write(json.dumps(record) + "\n")
     progress.set_postfix(
         refresh=False, loss=f"{logs['train/loss']:.3f}", lr=f"{lr:.2e}", fps=f"{logs['train/frames_per_second']:.0f}"
     )
