@@ -91,6 +91,8 @@ def loader_rate(loader, video_processor, seconds: float, device: str) -> dict:
                 video_processor.normalize(batch["pixel_values"], batch["pixel_mask"])
             frames += int(batch["pixel_mask"].sum())
             count += 1
+        if not count:
+            raise SystemExit("bench_loader: an epoch needs 2 batches or more; raise --clips or lower --batch-size")
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         elapsed += time.perf_counter() - start
