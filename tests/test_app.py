@@ -74,7 +74,10 @@ def _translate(browser, path) -> tuple[str, str]:
         )
     )
     browser.find_element(By.CSS_SELECTOR, "#translate").click()
-    WebDriverWait(browser, 60).until(lambda d: _status(d) not in ("", before))
+    # Wait for a final status line: while the event runs, gradio may show its own progress text there.
+    WebDriverWait(browser, 60).until(
+        lambda d: _status(d) != before and _status(d).startswith(("Translated", "Could not", "Upload"))
+    )
     if _status(browser).startswith("Translated"):  # the outputs of one event reach the DOM one after the other
         WebDriverWait(browser, 10).until(lambda d: _translation(d))
     return _translation(browser), _status(browser)
