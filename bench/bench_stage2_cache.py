@@ -13,7 +13,8 @@ Without the cache every step decodes (renders) the sampled frames, augments them
 frozen ResNet forward; with it a step only reads features and trains LLM-adapter + LLM. The
 speed-up therefore depends on how large the language model is next to the CNN: `--lm tiny|small|large`
 (large = mBART-large-cc25's shape with a trimmed vocabulary). Weights are random: speed does not
-depend on them. The encoder is never trained here, as in stage 2.
+depend on them. The encoder is never trained here, as in stage 2. `--lora RANK` trains LoRA adapters on the LM
+instead of all its weights (`FlaLlmConfig(use_lora=True)`; the paper fine-tunes the whole LM).
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def build(args, texts):
             max_position_embeddings=1024,
         )
     )
-    model = FlaLlmForSignTranslation.from_stage1(stage1, language_model=language_model)
+    lora = {"use_lora": True, "lora_rank": args.lora} if args.lora else {}  # LoRA on the LM instead of full tuning
+    model = FlaLlmForSignTranslation.from_stage1(stage1, language_model=language_model, **lora)
     video_processor = FlaLlmVideoProcessor(
         frame_sample_rate=args.frame_sample_rate, size=args.size, crop_size=args.crop_size
     )
@@ -151,6 +153,9 @@ def main() -> None:
     parser.add_argument("--frame-sample-rate", type=int, default=4)
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (0: decode in the main process)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
+    parser.add_argument(
+        "--lora", type=int, default=0, help="LoRA rank on the LM (default 0: full fine-tuning, the paper)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--bf16", action="store_true", help="train both modes under bf16 autocast (a mixed-precision run)"
