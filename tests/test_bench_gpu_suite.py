@@ -34,3 +34,21 @@ def test_the_gpu_suite_runs_every_part_on_the_cpu(tmp_path):
     loader = report["parts"]["loader"]["result"]
     assert loader["step"]["frames_per_second"] > 0 and all(row["frames_per_second"] > 0 for row in loader["loaders"])
     assert "| measure | result |" in process.stdout
+
+
+def test_the_gpu_commands_use_only_flags_their_scripts_have():
+    """The GPU run itself cannot be tried here: at least every flag it passes must exist (a typo would cost a GPU
+    session its minutes)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import gpu_suite
+
+    helps = {}
+    for part in gpu_suite.parts(smoke=False, workers=[0, 4, 8, 16]):
+        script = part["command"][0]
+        if script not in helps:
+            helps[script] = subprocess.run(
+                [sys.executable, str(ROOT / "bench" / script), "--help"], capture_output=True, text=True, timeout=120
+            ).stdout
+        flags = [arg for arg in part["command"][1:] if arg.startswith("--")]
+        assert flags and all(flag in helps[script] for flag in flags), (part["name"], flags)
+    assert sum(part["timeout"] for part in gpu_suite.parts(smoke=False, workers=[0])) <= 600  # ~8-10 minutes
