@@ -110,3 +110,15 @@ def test_the_page_translates_an_upload_like_the_pipeline_and_reports_bad_files(p
     other = str(write_video(tmp_path / "other.mp4", VIDEOS[2]))  # the page still works after the error
     translation, status = _translate(browser, other)
     assert translation == TEXTS[2], status
+
+
+def test_the_page_refuses_a_clip_longer_than_its_limit_and_names_unreadable_files(page_url, tmp_path):
+    """The length check reads the container through the one video reader (no decoding)."""
+    _, model_dir = page_url
+    translator = app.Translator(model_dir, max_seconds=0.2)
+    clip = str(write_video(tmp_path / "long.mp4", VIDEOS[0]))  # 12 frames at 25 fps: 0.48 s
+    translation, strip, status, _ = translator(clip, num_beams=1, max_new_tokens=8)
+    assert translation == "" and strip is None and "long.mp4" in status and "minutes long" in status
+    (tmp_path / "noise.mp4").write_bytes(np.random.default_rng(1).bytes(2000))
+    translation, _, status, _ = translator(str(tmp_path / "noise.mp4"), num_beams=1, max_new_tokens=8)
+    assert translation == "" and "noise.mp4" in status and "could not open the video" in status

@@ -69,15 +69,11 @@ class Translator:
         self.references = {}
 
     def check(self, path: str) -> None:
-        import av
+        """A clip the page takes: a video the one reader can open (`modeling_flallm.video_io`), not too long."""
+        from modeling_flallm.video_io import probe_video
 
-        try:
-            with av.open(path) as container:
-                if not container.streams.video:
-                    raise ValueError("the file holds no video stream")
-                seconds = float(container.duration or 0) / av.time_base
-        except av.error.FFmpegError as error:
-            raise ValueError(f"not a video this page can read ({error})") from None
+        num_frames, fps, _ = probe_video(path)  # a ValueError naming the file if it is not a readable video
+        seconds = num_frames / fps
         if seconds > self.max_seconds:
             raise ValueError(
                 f"the clip is {seconds / 60:.1f} minutes long; this page takes up to "
