@@ -73,9 +73,7 @@ def parts(smoke: bool, workers: list[int]) -> list[dict]:
                 "timeout": 60 if smoke else 45,
             }
         )
-    runs.append(
-        {"name": "stage2_step", "command": ["bench_stage2_cache.py", *stage2], "timeout": 120 if smoke else 120}
-    )
+    runs.append({"name": "stage2_step", "command": ["bench_stage2_cache.py", *stage2], "timeout": 120})
     runs.append({"name": "loader", "command": ["bench_loader.py", *device, *loader], "timeout": 120 if smoke else 180})
     return runs
 

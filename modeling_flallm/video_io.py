@@ -194,29 +194,35 @@ def _open(path: str):
     return container
 
 
-def probe_video(path) -> tuple[int, float, tuple[int, int]]:
-    """(number of frames, frames per second, (height, width)) from the container, without decoding: the container's
-    frame count, else its counted packets."""
+def _frame_count(container, path: str) -> int:
+    """The container's frame count, else its counted packets (no decoding)."""
     import av
 
+    stream = container.streams.video[0]
+    if stream.frames:
+        return int(stream.frames)
+    try:
+        return sum(1 for packet in container.demux(stream) if packet.size)
+    except av.error.FFmpegError as error:
+        raise ValueError(f"{path}: could not read the video ({error}).") from None
+
+
+def probe_video(path) -> tuple[int, float, tuple[int, int]]:
+    """(number of frames, frames per second, (height, width)) from the container, without decoding."""
     path = str(path)
     with _open(path) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not rate:
             raise ValueError(f"{path}: the container gives no frame rate.")
-        num_frames = int(stream.frames)
-        if not num_frames:
-            try:
-                num_frames = sum(1 for packet in container.demux(stream) if packet.size)
-            except av.error.FFmpegError as error:
-                raise ValueError(f"{path}: could not read the video ({error}).") from None
-        return num_frames, float(rate), (stream.codec_context.height, stream.codec_context.width)
+        return _frame_count(container, path), float(rate), (stream.codec_context.height, stream.codec_context.width)
 
 
 def count_video_frames(path) -> int:
-    """Number of frames in a video file, from the container (no decoding)."""
-    return probe_video(path)[0]
+    """Number of frames in a video file, from the container (no decoding; a frame rate is not needed)."""
+    path = str(path)
+    with _open(path) as container:
+        return _frame_count(container, path)
 
 
 def _raw_frames(path: str):
@@ -248,11 +254,12 @@ def video_file_frames(path, max_short_side=None):
 def read_video_file(path, frames=None, max_short_side=None) -> np.ndarray:
     """uint8 (T, H, W, 3) from a video file with PyAV, converting only the kept frames to RGB (see `shrink`).
 
-    Explicit indices are taken as they are (no count needed); None or a function of the frame count get the
-    container's count.
+    Explicit indices are taken as they are (no count needed); a function of the frame count gets the container's.
     """
     path = str(path)
-    if frames is None or callable(frames):
+    if frames is None:  # every frame: one pass, no count first
+        return np.stack(list(video_file_frames(path, max_short_side)))
+    if callable(frames):
         indices = select_frames(count_video_frames(path), frames, path)
     else:
         indices = np.asarray(frames, dtype=np.int64).reshape(-1)
@@ -335,7 +342,8 @@ def load_video(video, frames=None, max_short_side=None) -> np.ndarray:
     if isinstance(video, np.ndarray):
         if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
             raise ValueError(f"video {describe(video)}: expected uint8 frames of shape (T, H, W, 3).")
-        kept = video[select_frames(len(video), frames, f"video {describe(video)}")]
+        indices = select_frames(len(video), frames, f"video {describe(video)}")
+        kept = video if frames is None else video[indices]  # all frames: no copy
         if max_short_side and min(kept.shape[1:3]) > max_short_side:
             kept = np.stack([shrink(frame, max_short_side) for frame in kept])
         return kept

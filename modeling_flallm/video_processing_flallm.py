@@ -184,11 +184,11 @@ class FlaLlmVideoProcessor(VideoProcessorMixin):
         quarter of the bytes to the GPU and normalises there; `pixel_mask` zeroes padded frames, as the processor
         pads them."""
         std = torch.tensor(self.image_std, dtype=torch.float64) * 255.0
-        scale = (1.0 / std).to(torch.float32).view(3, 1, 1).to(pixel_values.device)
-        shift = (-torch.tensor(self.image_mean, dtype=torch.float64) * 255.0 / std).to(torch.float32).view(3, 1, 1)
+        scale = (1.0 / std).view(3, 1, 1).to(pixel_values.device, torch.float32)
+        shift = (-torch.tensor(self.image_mean, dtype=torch.float64) * 255.0 / std).view(3, 1, 1)
         values = pixel_values.to(torch.float32, memory_format=torch.contiguous_format)
         # (x - mean) / std as one multiply-add, in place: a long clip holds one float copy of its frames, not three.
-        values = values.mul_(scale).add_(shift.to(pixel_values.device))
+        values = values.mul_(scale).add_(shift.to(pixel_values.device, torch.float32))
         if pixel_mask is not None and not bool(pixel_mask.all()):
             values[pixel_mask == 0] = 0
         return values

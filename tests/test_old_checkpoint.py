@@ -42,4 +42,5 @@ def test_an_old_checkpoint_still_runs_as_remote_code_without_flallm(tmp_path):
     clip = write_video(tmp_path / "clip.mp4", VIDEO)
     report = translate_without_flallm(copy, clip, GENERATION, tmp_path)
     assert report["class"].startswith("transformers_modules.") and report["leaked"] == []
-    assert isinstance(report["result"]["translation_text"], str) and report["result"]["translation_text"]
+    # The checkpoint's own (old) code and this package's read the file and translate it alike.
+    assert report["result"] == load_translator(str(SAVED))(str(clip), **GENERATION)

@@ -379,7 +379,11 @@ class StageRun:
     scheduler: object
     config: TrainConfig
     dev_rows: object  # the validation split, or None
-    loader_wait: list = field(default_factory=lambda: [0.0, 0.0, 0])  # seconds waited, seconds, optimizer steps
+    # check_loader's totals since the first logging window
+    waited_seconds: float = 0.0
+    timed_seconds: float = 0.0
+    timed_steps: int = 0
+    loader_warned: bool = False
 
     @property
     def output_dir(self) -> Path:
@@ -409,23 +413,22 @@ class StageRun:
     def check_loader(self, window: LogWindow, steps: int) -> None:
         """Once per run, after LOADER_CHECK_STEPS optimizer steps (start-up excluded): say so when the steps waited
         for batches for more than LOADER_BOTTLENECK of the time."""
-        totals = self.loader_wait
-        if totals[2] < 0:  # said already
+        if self.loader_warned:
             return
-        totals[0] += window.data_seconds
-        totals[1] += time.perf_counter() - window.start
-        totals[2] += steps
-        if totals[2] >= LOADER_CHECK_STEPS and totals[0] > LOADER_BOTTLENECK * totals[1]:
+        self.waited_seconds += window.data_seconds
+        self.timed_seconds += time.perf_counter() - window.start
+        self.timed_steps += steps
+        if self.timed_steps >= LOADER_CHECK_STEPS and self.waited_seconds > LOADER_BOTTLENECK * self.timed_seconds:
+            self.loader_warned = True
             logger.warning(
                 "the input pipeline is the bottleneck: %.0f%% of %d optimizer steps was spent waiting for batches "
                 "(data.num_workers=%d, %d CPUs). Raise data.num_workers, train on a `flallm prepare`d copy of the "
                 "corpus, or (stage 2) use the feature cache; bench/bench_loader.py measures the loader.",
-                100 * totals[0] / totals[1],
-                totals[2],
+                100 * self.waited_seconds / self.timed_seconds,
+                self.timed_steps,
                 self.config.data.num_workers,
                 os.cpu_count() or 1,
             )
-            totals[2] = -1
 
     def save_checkpoint(self, state: TrainerState) -> None:
         sync_batchnorm_statistics(self.accelerator, self.model)
